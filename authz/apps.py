@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AuthzConfig(AppConfig):
+    name = "authz"
+    verbose_name = "Access"

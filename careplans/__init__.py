@@ -1,0 +1,1 @@
+"""CarePlans: materialising scheduled CarePlan activities into Task resources (a later issue)."""

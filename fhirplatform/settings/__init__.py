@@ -1,0 +1,1 @@
+"""Settings: base.py holds everything, read from the environment; local/test/production adjust defaults."""

@@ -1,0 +1,191 @@
+"""HTTP plumbing shared by the interaction views: content negotiation, request bodies, Prefer,
+ETags, `_pretty`/`_summary`/`_elements`, and turning FhirError into an OperationOutcome response.
+
+https://hl7.org/fhir/R4/http.html#mime-type, #ops (Prefer), #versioning (ETag), search.html#summary.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from email.utils import format_datetime, parsedate_to_datetime
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from authz.context import AccessContext
+
+from .. import definitions, fhirjson
+from ..outcomes import FhirError, Issue, bad_request, error, operation_outcome
+from ..services import Stored
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "text/json")
+_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+
+
+def fhir_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap an interaction view: negotiate the format, map errors to OperationOutcome, never leak a traceback."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            check_accept(request)
+            return view(request, *args, **kwargs)
+        except FhirError as exc:
+            return outcome_response(exc.status, exc.issues, exc.headers, request)
+        except Exception:
+            log.exception("Unhandled error in %s %s", request.method, request.path)
+            return outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
+
+    return wrapper
+
+
+def context(request: HttpRequest) -> AccessContext:
+    """The caller. Authentication arrives with its own issue; until then every caller is the operator."""
+    request_id = request.headers.get("X-Request-Id")
+    if request_id and len(request_id) <= 200:
+        return AccessContext(role="Admin", request_id=request_id)
+    return AccessContext(role="Admin")
+
+
+def base_url(request: HttpRequest) -> str:
+    return settings.FHIR_BASE_URL.rstrip("/") or request.build_absolute_uri("/fhir")
+
+
+def check_accept(request: HttpRequest) -> None:
+    fmt = request.GET.get("_format")
+    if fmt is not None:
+        if fmt in ("json", "application/json", "application/fhir+json", "application/json+fhir"):
+            return
+        raise _not_acceptable(fmt)
+    accept = request.headers.get("Accept")
+    if not accept:
+        return
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in _JSON_TYPES or media in ("*/*", "application/*", "") or media.endswith("+json"):
+            return
+    raise _not_acceptable(accept)
+
+
+def _not_acceptable(asked: str) -> FhirError:
+    return error(
+        406,
+        "not-supported",
+        f"This server speaks FHIR JSON only (application/fhir+json); '{asked}' cannot be served",
+    )
+
+
+def read_body(request: HttpRequest, *, allowed: tuple[str, ...] = _JSON_TYPES) -> object:
+    """The parsed JSON body, after the content-type and size checks (415, 413, 400)."""
+    content_type = request.content_type.lower() if request.content_type else ""
+    if content_type not in allowed:
+        raise error(
+            415,
+            "not-supported",
+            f"Content-Type '{request.content_type or ''}' is not supported; send {allowed[0]}",
+        )
+    limit = settings.FHIR_MAX_BODY_BYTES
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise error(413, "too-costly", f"Request body larger than the limit of {limit} bytes")
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise error(413, "too-costly", f"Request body larger than the limit of {limit} bytes")
+    if not raw.strip():
+        raise bad_request("The request has no body", code="required")
+    return fhirjson.loads(raw)
+
+
+def prefer_return(request: HttpRequest) -> str:
+    """'minimal', 'representation' or 'OperationOutcome' from the Prefer header."""
+    for part in request.headers.get("Prefer", "").split(";"):
+        for item in part.split(","):
+            name, _, value = item.strip().partition("=")
+            if name == "return" and value.strip('"') in ("minimal", "representation", "OperationOutcome"):
+                return value.strip('"')
+    return "representation"
+
+
+def http_date(stored: Stored) -> str:
+    return format_datetime(stored.last_updated, usegmt=True)
+
+
+def version_headers(response: HttpResponse, stored: Stored) -> None:
+    response["ETag"] = f'W/"{stored.version}"'
+    response["Last-Modified"] = http_date(stored)
+
+
+def not_modified(request: HttpRequest, stored: Stored) -> bool:
+    """If-None-Match / If-Modified-Since say the client's copy is current."""
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/").strip('"') for tag in if_none_match.split(",")}
+        return str(stored.version) in tags or "*" in tags
+    if_modified_since = request.headers.get("If-Modified-Since")
+    if if_modified_since:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False
+        return since is not None and stored.last_updated.replace(microsecond=0) <= since
+    return False
+
+
+def json_response(text: str, status: int = 200, request: HttpRequest | None = None) -> HttpResponse:
+    if request is not None and request.GET.get("_pretty") == "true":
+        text = fhirjson.dumps_pretty(fhirjson.loads(text))
+    return HttpResponse(text, status=status, content_type=FHIR_JSON)
+
+
+def outcome_response(
+    status: int, issues: list[Issue], headers: dict[str, str], request: HttpRequest | None = None
+) -> HttpResponse:
+    response = json_response(fhirjson.dumps(operation_outcome(issues)), status, request)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def shaped_body(request: HttpRequest, stored: Stored) -> str:
+    """The stored text, reduced by `_summary` / `_elements` when asked (search.html#summary, #elements)."""
+    summary = request.GET.get("_summary")
+    elements = request.GET.get("_elements")
+    if summary in (None, "false") and not elements:
+        return stored.body
+    return fhirjson.dumps(subset(fhirjson.loads(stored.body), summary, elements))
+
+
+def subset(body: dict, summary: str | None, elements: str | None) -> dict:
+    resource_type = body["resourceType"]
+    if summary not in (None, "false", "true", "text", "data", "count"):
+        raise bad_request(f"Unknown _summary value '{summary}' (true, false, text, data, count)")
+    if summary == "true":
+        keep = definitions.summary_elements(resource_type)
+    elif summary == "text":
+        keep = definitions.mandatory_elements(resource_type) | {"text"}
+    elif summary == "data":
+        keep = None
+    elif elements:
+        keep = definitions.mandatory_elements(resource_type) | {e.strip() for e in elements.split(",")}
+    else:
+        return body
+    out = {}
+    for key, value in body.items():
+        if key in ("resourceType", "id", "meta"):
+            out[key] = value
+        elif keep is None:
+            if key != "text":
+                out[key] = value
+        elif key in keep or (key.startswith("_") and key[1:] in keep):
+            out[key] = value
+    meta = dict(out.get("meta") or {})
+    meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
+    out["meta"] = meta
+    return out

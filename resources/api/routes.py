@@ -1,0 +1,97 @@
+"""Method dispatch for the FHIR URL patterns: each pattern's methods map to one interaction view."""
+
+from django.http import HttpRequest, HttpResponse
+
+from ..outcomes import error
+from . import batch, capabilities, create, delete, history, patch, read, search, update
+from .http import fhir_view
+
+
+def _method_not_allowed(request: HttpRequest, allowed: str):
+    failure = error(405, "not-supported", f"{request.method} is not supported on {request.path} (allowed: {allowed})")
+    failure.headers["Allow"] = allowed
+    return failure
+
+
+@fhir_view
+def system(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return batch.batch(request)
+    raise _method_not_allowed(request, "POST")
+
+
+@fhir_view
+def metadata(request: HttpRequest) -> HttpResponse:
+    if request.method in ("GET", "HEAD"):
+        return capabilities.capabilities(request)
+    raise _method_not_allowed(request, "GET")
+
+
+@fhir_view
+def system_history(request: HttpRequest) -> HttpResponse:
+    if request.method in ("GET", "HEAD"):
+        return history.history(request)
+    raise _method_not_allowed(request, "GET")
+
+
+@fhir_view
+def type_level(request: HttpRequest, resource_type: str) -> HttpResponse:
+    method = request.method
+    if method in ("GET", "HEAD"):
+        return search.search(request, resource_type)
+    if method == "POST":
+        return create.create(request, resource_type)
+    if method == "PUT":
+        return update.conditional_update(request, resource_type)
+    if method == "DELETE":
+        return delete.conditional_delete(request, resource_type)
+    if method == "PATCH":
+        return patch.conditional_patch(request, resource_type)
+    raise _method_not_allowed(request, "GET, POST, PUT, PATCH, DELETE")
+
+
+@fhir_view
+def type_search(request: HttpRequest, resource_type: str) -> HttpResponse:
+    if request.method == "POST":
+        return search.search(request, resource_type)
+    raise _method_not_allowed(request, "POST")
+
+
+@fhir_view
+def type_history(request: HttpRequest, resource_type: str) -> HttpResponse:
+    if request.method in ("GET", "HEAD"):
+        return history.history(request, resource_type)
+    raise _method_not_allowed(request, "GET")
+
+
+@fhir_view
+def instance(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+    method = request.method
+    if method in ("GET", "HEAD"):
+        return read.read(request, resource_type, fhir_id)
+    if method == "PUT":
+        return update.update(request, resource_type, fhir_id)
+    if method == "PATCH":
+        return patch.patch(request, resource_type, fhir_id)
+    if method == "DELETE":
+        return delete.delete(request, resource_type, fhir_id)
+    raise _method_not_allowed(request, "GET, PUT, PATCH, DELETE")
+
+
+@fhir_view
+def instance_history(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+    if request.method in ("GET", "HEAD"):
+        return history.history(request, resource_type, fhir_id)
+    raise _method_not_allowed(request, "GET")
+
+
+@fhir_view
+def version(request: HttpRequest, resource_type: str, fhir_id: str, version_id: str) -> HttpResponse:
+    if request.method in ("GET", "HEAD"):
+        return read.vread(request, resource_type, fhir_id, version_id)
+    raise _method_not_allowed(request, "GET")
+
+
+@fhir_view
+def unknown(request: HttpRequest, rest: str = "") -> HttpResponse:
+    raise error(404, "not-found", f"No FHIR interaction at {request.path}")

@@ -1,0 +1,20 @@
+"""FHIR URL patterns under the base (https://hl7.org/fhir/R4/http.html#general)."""
+
+from django.urls import path, re_path
+
+from . import routes
+
+_TYPE = r"(?P<resource_type>[A-Z][A-Za-z]+)"
+_ID = r"(?P<fhir_id>[^/]+)"
+
+urlpatterns = [
+    path("metadata", routes.metadata),
+    path("_history", routes.system_history),
+    re_path(rf"^{_TYPE}/?$", routes.type_level),
+    re_path(rf"^{_TYPE}/_search/?$", routes.type_search),
+    re_path(rf"^{_TYPE}/_history/?$", routes.type_history),
+    re_path(rf"^{_TYPE}/{_ID}/_history/?$", routes.instance_history),
+    re_path(rf"^{_TYPE}/{_ID}/_history/(?P<version_id>[^/]+)/?$", routes.version),
+    re_path(rf"^{_TYPE}/{_ID}/?$", routes.instance),
+    re_path(r"^(?P<rest>.*)$", routes.unknown),
+]

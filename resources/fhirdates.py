@@ -1,0 +1,70 @@
+"""FHIR date, dateTime and instant values as instant ranges (https://hl7.org/fhir/R4/datatypes.html#dateTime).
+
+A partial date covers its whole precision: `2024` is [2024-01-01T00:00:00, 2024-12-31T23:59:59.999999].
+Values without a time zone are read as UTC (https://hl7.org/fhir/R4/search.html#date leaves the zone
+of such values to the server).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+_DATE_RE = re.compile(
+    r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
+    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,9}))?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def parse_range(value: str) -> tuple[datetime, datetime]:
+    """(low, high) inclusive bounds of the instant range a date/dateTime/instant value covers.
+
+    Raises ValueError for text that is not such a value.
+    """
+    match = _DATE_RE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"'{value}' is not a FHIR date, dateTime or instant")
+    parts = match.groupdict()
+    tz = _zone(parts["tz"])
+    year = int(parts["year"])
+    if parts["month"] is None:
+        low = datetime(year, 1, 1, tzinfo=tz)
+        high = datetime(year + 1, 1, 1, tzinfo=tz)
+    elif parts["day"] is None:
+        month = int(parts["month"])
+        low = datetime(year, month, 1, tzinfo=tz)
+        high = low + timedelta(days=calendar.monthrange(year, month)[1])
+    elif parts["hour"] is None:
+        low = datetime(year, int(parts["month"]), int(parts["day"]), tzinfo=tz)
+        high = low + timedelta(days=1)
+    elif parts["second"] is None:
+        low = datetime(year, int(parts["month"]), int(parts["day"]), int(parts["hour"]), int(parts["minute"]), tzinfo=tz)
+        high = low + timedelta(minutes=1)
+    else:
+        fraction = parts["fraction"] or ""
+        micro = int((fraction + "000000")[:6]) if fraction else 0
+        low = datetime(
+            year,
+            int(parts["month"]),
+            int(parts["day"]),
+            int(parts["hour"]),
+            int(parts["minute"]),
+            int(parts["second"]),
+            micro,
+            tzinfo=tz,
+        )
+        step = timedelta(microseconds=10 ** (6 - min(len(fraction), 6))) if fraction else timedelta(seconds=1)
+        high = low + step
+    return low.astimezone(UTC), (high - timedelta(microseconds=1)).astimezone(UTC)
+
+
+def _zone(text: str | None) -> timezone:
+    if text is None or text == "Z":
+        return UTC
+    sign = 1 if text[0] == "+" else -1
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if hours > 14 or minutes > 59:
+        raise ValueError(f"'{text}' is not a valid time-zone offset")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))

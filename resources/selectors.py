@@ -1,0 +1,128 @@
+"""Reads: read, vread and history (https://hl7.org/fhir/R4/http.html#read, #vread, #history).
+
+Reads return the stored canonical JSON text; nothing is parsed or re-serialised on this path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Exists, OuterRef, Q
+
+from authz.context import AccessContext
+
+from .models import Resource, ResourceVersion
+from .outcomes import bad_request, gone, not_found
+from .services import Stored, check_type
+
+
+def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> Stored:
+    check_type(resource_type)
+    row = (
+        Resource.objects.filter(resource_type=resource_type, fhir_id=fhir_id)
+        .values_list("version", "last_updated", "deleted", "body")
+        .first()
+    )
+    if row is None:
+        raise not_found(f"{resource_type}/{fhir_id} is not known")
+    version, last_updated, deleted, body = row
+    if deleted:
+        error = gone(f"{resource_type}/{fhir_id} has been deleted")
+        error.headers["ETag"] = f'W/"{version}"'
+        raise error
+    return Stored(resource_type, fhir_id, version, last_updated, body)
+
+
+def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, version: str) -> Stored:
+    check_type(resource_type)
+    if not version.isdigit():
+        raise not_found(f"{resource_type}/{fhir_id} has no version '{version}'")
+    row = (
+        ResourceVersion.objects.filter(resource_type=resource_type, fhir_id=fhir_id, version=int(version))
+        .values_list("last_updated", "body")
+        .first()
+    )
+    if row is None:
+        raise not_found(f"{resource_type}/{fhir_id} has no version {version}")
+    last_updated, body = row
+    if body is None:
+        raise gone(f"Version {version} of {resource_type}/{fhir_id} is a deletion")
+    return Stored(resource_type, fhir_id, int(version), last_updated, body)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    stored: Stored
+    method: str
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[HistoryEntry]
+    next_cursor: str | None
+    total: int | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _cursor(last_updated: datetime, pk: int) -> str:
+    # Integer microseconds: a float timestamp could round and skip rows that share an instant.
+    return f"{(last_updated - _EPOCH) // _MICROSECOND}.{pk}"
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        micros, pk = cursor.split(".")
+        return _EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    except (ValueError, OverflowError) as exc:
+        raise bad_request(f"Invalid paging cursor '{cursor}'", code="invalid") from exc
+
+
+def resource_history(
+    ctx: AccessContext,
+    *,
+    resource_type: str | None = None,
+    fhir_id: str | None = None,
+    since: datetime | None = None,
+    at: tuple[datetime, datetime] | None = None,
+    count: int,
+    cursor: str | None = None,
+) -> HistoryPage:
+    """Versions newest first, keyset-paged on (last_updated, pk) so pages stay stable under writes."""
+    versions = ResourceVersion.objects.all()
+    total = None
+    if resource_type is not None:
+        check_type(resource_type)
+        versions = versions.filter(resource_type=resource_type)
+    if fhir_id is not None:
+        versions = versions.filter(fhir_id=fhir_id)
+        if not Resource.objects.filter(resource_type=resource_type, fhir_id=fhir_id).exists():
+            raise not_found(f"{resource_type}/{fhir_id} is not known")
+    if since is not None:
+        versions = versions.filter(last_updated__gte=since)
+    if at is not None:
+        low, high = at
+        # Current at some point in [low, high]: written before high and not replaced before low.
+        replaced = ResourceVersion.objects.filter(
+            resource_id=OuterRef("resource_id"), version__gt=OuterRef("version"), last_updated__lte=low
+        )
+        versions = versions.filter(last_updated__lte=high).exclude(Exists(replaced))
+    if fhir_id is not None and cursor is None:
+        total = versions.count()
+    if cursor is not None:
+        moment, pk = _parse_cursor(cursor)
+        versions = versions.filter(Q(last_updated__lt=moment) | Q(last_updated=moment, pk__lt=pk))
+    rows = list(
+        versions.order_by("-last_updated", "-pk").values_list(
+            "pk", "resource_type", "fhir_id", "version", "last_updated", "method", "body"
+        )[: count + 1]
+    )
+    next_cursor = _cursor(rows[count - 1][4], rows[count - 1][0]) if len(rows) > count and count else None
+    entries = [
+        HistoryEntry(Stored(rtype, rid, ver, updated, body or "", deleted=body is None), method)
+        for _pk, rtype, rid, ver, updated, method, body in rows[:count]
+    ]
+    return HistoryPage(entries, next_cursor, total)

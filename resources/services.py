@@ -1,0 +1,293 @@
+"""Writes: create, update, patch, delete and their conditional forms
+(https://hl7.org/fhir/R4/http.html#create, #update, #patch, #delete, #ccreate, #cond-update, #cdelete).
+
+Every write runs in one database transaction: the Resource row, its ResourceVersion and its index rows
+are written together or not at all. Versions are assigned under a row lock on the Resource row, so
+concurrent writers of one resource queue and never share or skip a version number.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from authz.context import AccessContext
+
+from . import definitions, fhirjson
+from .indexing import clear_index, index_resource
+from .jsonpatch import apply_patch
+from .models import Resource, ResourceVersion
+from .outcomes import FhirError, bad_request, gone, not_found, precondition_failed
+from .search.conditional import find_matches
+from .validation import validate_resource
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One version of a resource as stored: `body` is its canonical JSON text ('' for a delete)."""
+
+    resource_type: str
+    fhir_id: str
+    version: int
+    last_updated: datetime
+    body: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    stored: Stored
+    status: int  # 201 created, 200 updated or matched, 204 nothing to delete
+
+
+def check_type(resource_type: str) -> None:
+    if resource_type not in definitions.resource_types():
+        raise not_found(f"Unknown resource type '{resource_type}'")
+
+
+def parse_version(etag: str | None) -> int | None:
+    """The version number in an If-Match value: W/"3", "3" or 3."""
+    if etag is None:
+        return None
+    value = etag.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise bad_request(f"If-Match value '{etag}' is not a version ETag such as W/\"3\"", code="invalid")
+    return int(value)
+
+
+def _now() -> datetime:
+    # Millisecond precision: the same value is stored in the row and written into meta.lastUpdated.
+    now = timezone.now()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _checked_body(resource_type: str, body: object) -> dict:
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object (a FHIR resource)", code="structure")
+    body_type = body.get("resourceType")
+    if body_type != resource_type:
+        raise bad_request(
+            f"Resource type in the body ('{body_type}') does not match the URL ('{resource_type}')",
+            code="invalid",
+            expression=("resourceType",),
+        )
+    issues = validate_resource(body)
+    if issues:
+        raise FhirError(400, issues)
+    return body
+
+
+def _store(row: Resource, body: dict, *, method: str, fresh: bool) -> Stored:
+    """Write `body` as the row's next version; the caller has set row.version and holds the lock."""
+    now = _now()
+    stored_body = fhirjson.with_meta(body, fhir_id=row.fhir_id, version=row.version, last_updated=now)
+    text = fhirjson.dumps(stored_body)
+    row.last_updated = now
+    row.deleted = False
+    row.body = text
+    if fresh:
+        row.save(force_insert=True)
+    else:
+        row.save(update_fields=["version", "last_updated", "deleted", "body"])
+    ResourceVersion.objects.create(
+        resource=row,
+        resource_type=row.resource_type,
+        fhir_id=row.fhir_id,
+        version=row.version,
+        last_updated=now,
+        method=method,
+        body=text,
+    )
+    index_resource(row, stored_body, fresh=fresh)
+    return Stored(row.resource_type, row.fhir_id, row.version, now, text)
+
+
+def _insert(resource_type: str, fhir_id: str, body: dict, method: str) -> Stored:
+    row = Resource(resource_type=resource_type, fhir_id=fhir_id, version=1)
+    return _store(row, body, method=method, fresh=True)
+
+
+def _lock_row(resource_type: str, fhir_id: str) -> Resource | None:
+    return Resource.objects.select_for_update().filter(resource_type=resource_type, fhir_id=fhir_id).first()
+
+
+def _serialise_conditional(resource_type: str, query: str) -> None:
+    """Make concurrent conditional writes with the same criteria queue, so both cannot create.
+
+    SQLite already serialises writers (IMMEDIATE transactions); PostgreSQL takes an advisory lock on
+    the criteria for the rest of the transaction.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{resource_type}?{query}"])
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@transaction.atomic
+def resource_create(
+    ctx: AccessContext,
+    *,
+    resource_type: str,
+    body: object,
+    if_none_exist: str | None = None,
+    fhir_id: str | None = None,
+) -> WriteResult:
+    """Create with a server-assigned id (an id in the body is ignored, as R4 requires).
+
+    `fhir_id` is for transactions, which assign ids before writing so references can be rewritten.
+    """
+    check_type(resource_type)
+    checked = _checked_body(resource_type, body)
+    if if_none_exist:
+        _serialise_conditional(resource_type, if_none_exist)
+        matches = find_matches(resource_type, if_none_exist)
+        if len(matches) > 1:
+            raise precondition_failed(f"If-None-Exist criteria '{if_none_exist}' match more than one resource")
+        if matches:
+            return WriteResult(_stored_from_row(matches[0]), 200)
+    return WriteResult(_insert(resource_type, fhir_id or new_id(), checked, "POST"), 201)
+
+
+@transaction.atomic
+def resource_update(
+    ctx: AccessContext,
+    *,
+    resource_type: str,
+    fhir_id: str,
+    body: object,
+    if_match: str | None = None,
+) -> WriteResult:
+    """Update, or create with the client's id when the resource does not exist (update-as-create)."""
+    check_type(resource_type)
+    if not fhirjson.is_valid_id(fhir_id):
+        raise bad_request(f"'{fhir_id}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})", code="invalid")
+    checked = _checked_body(resource_type, body)
+    body_id = checked.get("id")
+    if body_id is None:
+        raise bad_request("The resource in an update must have an id", code="required", expression=("id",))
+    if body_id != fhir_id:
+        raise bad_request(
+            f"The id in the body ('{body_id}') does not match the URL ('{fhir_id}')",
+            code="invalid",
+            expression=("id",),
+        )
+    expected = parse_version(if_match)
+    row = _lock_row(resource_type, fhir_id)
+    if row is None:
+        if expected is not None:
+            raise precondition_failed(f"{resource_type}/{fhir_id} does not exist; If-Match cannot hold")
+        try:
+            with transaction.atomic():
+                return WriteResult(_insert(resource_type, fhir_id, checked, "PUT"), 201)
+        except IntegrityError:
+            # A concurrent update-as-create won the insert; queue behind it and update its row.
+            row = _lock_row(resource_type, fhir_id)
+            if row is None:
+                raise
+    if expected is not None and expected != row.version:
+        raise precondition_failed(
+            f"Version conflict: If-Match names version {expected}, the current version is {row.version}"
+        )
+    status = 201 if row.deleted else 200
+    row.version += 1
+    return WriteResult(_store(row, checked, method="PUT", fresh=False), status)
+
+
+@transaction.atomic
+def resource_conditional_update(
+    ctx: AccessContext, *, resource_type: str, criteria: str, body: object, if_match: str | None = None
+) -> WriteResult:
+    check_type(resource_type)
+    _serialise_conditional(resource_type, criteria)
+    matches = find_matches(resource_type, criteria)
+    if len(matches) > 1:
+        raise precondition_failed(f"Conditional update criteria '{criteria}' match more than one resource")
+    body_id = body.get("id") if isinstance(body, dict) else None
+    if matches:
+        target = matches[0].fhir_id
+        if body_id is not None and body_id != target:
+            raise bad_request(
+                f"The id in the body ('{body_id}') is not the id of the matching resource ('{target}')",
+                code="invalid",
+                expression=("id",),
+            )
+        body = {**body, "id": target}
+        return resource_update(ctx, resource_type=resource_type, fhir_id=target, body=body, if_match=if_match)
+    if body_id is not None:
+        return resource_update(ctx, resource_type=resource_type, fhir_id=body_id, body=body)
+    return resource_create(ctx, resource_type=resource_type, body=body)
+
+
+@transaction.atomic
+def resource_patch(
+    ctx: AccessContext, *, resource_type: str, fhir_id: str, patch: object, if_match: str | None = None
+) -> WriteResult:
+    check_type(resource_type)
+    expected = parse_version(if_match)
+    row = _lock_row(resource_type, fhir_id)
+    if row is None:
+        raise not_found(f"{resource_type}/{fhir_id} is not known")
+    if row.deleted:
+        raise gone(f"{resource_type}/{fhir_id} has been deleted")
+    if expected is not None and expected != row.version:
+        raise precondition_failed(
+            f"Version conflict: If-Match names version {expected}, the current version is {row.version}"
+        )
+    patched = apply_patch(fhirjson.loads(row.body), patch)
+    if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
+        raise bad_request("A patch may not change the resource type or id", code="invalid")
+    checked = _checked_body(resource_type, patched)
+    row.version += 1
+    return WriteResult(_store(row, checked, method="PATCH", fresh=False), 200)
+
+
+@transaction.atomic
+def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> WriteResult | None:
+    """Delete; None when there was nothing to delete (deleting is idempotent, R4 http.html#delete)."""
+    check_type(resource_type)
+    row = _lock_row(resource_type, fhir_id)
+    if row is None or row.deleted:
+        return None
+    now = _now()
+    row.version += 1
+    row.last_updated = now
+    row.deleted = True
+    row.body = ""
+    row.save(update_fields=["version", "last_updated", "deleted", "body"])
+    ResourceVersion.objects.create(
+        resource=row,
+        resource_type=resource_type,
+        fhir_id=fhir_id,
+        version=row.version,
+        last_updated=now,
+        method="DELETE",
+        body=None,
+    )
+    clear_index(row)
+    return WriteResult(Stored(resource_type, fhir_id, row.version, now, "", deleted=True), 204)
+
+
+@transaction.atomic
+def resource_conditional_delete(ctx: AccessContext, *, resource_type: str, criteria: str) -> WriteResult | None:
+    check_type(resource_type)
+    _serialise_conditional(resource_type, criteria)
+    matches = find_matches(resource_type, criteria)
+    if len(matches) > 1:
+        raise precondition_failed(f"Conditional delete criteria '{criteria}' match more than one resource")
+    if not matches:
+        return None
+    return resource_delete(ctx, resource_type=resource_type, fhir_id=matches[0].fhir_id)
+
+
+def _stored_from_row(row: Resource) -> Stored:
+    return Stored(row.resource_type, row.fhir_id, row.version, row.last_updated, row.body, row.deleted)
