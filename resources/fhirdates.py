@@ -40,7 +40,9 @@ def parse_range(value: str) -> tuple[datetime, datetime]:
         low = datetime(year, int(parts["month"]), int(parts["day"]), tzinfo=tz)
         high = low + timedelta(days=1)
     elif parts["second"] is None:
-        low = datetime(year, int(parts["month"]), int(parts["day"]), int(parts["hour"]), int(parts["minute"]), tzinfo=tz)
+        low = datetime(
+            year, int(parts["month"]), int(parts["day"]), int(parts["hour"]), int(parts["minute"]), tzinfo=tz
+        )
         high = low + timedelta(minutes=1)
     else:
         fraction = parts["fraction"] or ""

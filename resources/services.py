@@ -126,7 +126,9 @@ def _serialise_conditional(resource_type: str, query: str) -> None:
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{resource_type}?{query}"])
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{resource_type}?{query}"]
+            )
 
 
 def new_id() -> str:
@@ -152,7 +154,9 @@ def resource_create(
         _serialise_conditional(resource_type, if_none_exist)
         matches = find_matches(resource_type, if_none_exist)
         if len(matches) > 1:
-            raise precondition_failed(f"If-None-Exist criteria '{if_none_exist}' match more than one resource")
+            raise precondition_failed(
+                f"If-None-Exist criteria '{if_none_exist}' match more than one resource"
+            )
         if matches:
             return WriteResult(_stored_from_row(matches[0]), 200)
     return WriteResult(_insert(resource_type, fhir_id or new_id(), checked, "POST"), 201)
@@ -278,7 +282,9 @@ def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> 
 
 
 @transaction.atomic
-def resource_conditional_delete(ctx: AccessContext, *, resource_type: str, criteria: str) -> WriteResult | None:
+def resource_conditional_delete(
+    ctx: AccessContext, *, resource_type: str, criteria: str
+) -> WriteResult | None:
     check_type(resource_type)
     _serialise_conditional(resource_type, criteria)
     matches = find_matches(resource_type, criteria)

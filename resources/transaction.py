@@ -84,13 +84,19 @@ def _parse_entry(index: int, raw: object) -> Entry:
     request = raw["request"]
     method, url = request.get("method"), request.get("url")
     if method not in _ORDER:
-        raise bad_request(f"{where}.request.method '{method}' is not supported", expression=(f"{where}.request.method",))
+        raise bad_request(
+            f"{where}.request.method '{method}' is not supported", expression=(f"{where}.request.method",)
+        )
     if not isinstance(url, str) or not url:
-        raise bad_request(f"{where}.request.url is missing", code="required", expression=(f"{where}.request.url",))
+        raise bad_request(
+            f"{where}.request.url is missing", code="required", expression=(f"{where}.request.url",)
+        )
     path, _, query = url.partition("?")
     parts = [p for p in path.split("/") if p]
     if not parts:
-        raise bad_request(f"{where}.request.url '{url}' names no resource type", expression=(f"{where}.request.url",))
+        raise bad_request(
+            f"{where}.request.url '{url}' names no resource type", expression=(f"{where}.request.url",)
+        )
     entry = Entry(
         index=index,
         method=method,
@@ -103,11 +109,18 @@ def _parse_entry(index: int, raw: object) -> Entry:
         full_url=raw.get("fullUrl"),
     )
     if method in ("POST", "PUT") and not isinstance(entry.resource, dict):
-        raise bad_request(f"{where} ({method}) has no resource", code="required", expression=(f"{where}.resource",))
+        raise bad_request(
+            f"{where} ({method}) has no resource", code="required", expression=(f"{where}.resource",)
+        )
     if method in ("PUT", "PATCH", "DELETE") and entry.fhir_id is None and entry.query is None:
-        raise bad_request(f"{where}.request.url '{url}' needs an id or search criteria", expression=(f"{where}.request.url",))
+        raise bad_request(
+            f"{where}.request.url '{url}' needs an id or search criteria",
+            expression=(f"{where}.request.url",),
+        )
     if method == "POST" and len(parts) != 1:
-        raise bad_request(f"{where}: POST url must be a resource type, not '{url}'", expression=(f"{where}.request.url",))
+        raise bad_request(
+            f"{where}: POST url must be a resource type, not '{url}'", expression=(f"{where}.request.url",)
+        )
     return entry
 
 
@@ -173,7 +186,9 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
                     raise precondition_failed(f"ifNoneExist '{criteria}' matches more than one resource")
                 if found:
                     row = found[0]
-                    matched[entry.index] = Stored(row.resource_type, row.fhir_id, row.version, row.last_updated, row.body)
+                    matched[entry.index] = Stored(
+                        row.resource_type, row.fhir_id, row.version, row.last_updated, row.body
+                    )
                     target = row.fhir_id
                 else:
                     target = new_id()
@@ -183,7 +198,9 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
                 check_type(entry.resource_type)
                 found = find_matches(entry.resource_type, entry.query or "")
                 if len(found) > 1:
-                    raise precondition_failed(f"Conditional update '{entry.url}' matches more than one resource")
+                    raise precondition_failed(
+                        f"Conditional update '{entry.url}' matches more than one resource"
+                    )
                 body_id = entry.resource.get("id")
                 target = found[0].fhir_id if found else (body_id or new_id())
                 # From here on the conditional update is an ordinary update of the resolved id.
@@ -286,7 +303,11 @@ def _dispatch(ctx: AccessContext, entry: Entry) -> EntryResult:
     if entry.method == "PUT":
         if entry.query is not None:
             result = resource_conditional_update(
-                ctx, resource_type=rtype, criteria=entry.query, body=entry.resource, if_match=request.get("ifMatch")
+                ctx,
+                resource_type=rtype,
+                criteria=entry.query,
+                body=entry.resource,
+                if_match=request.get("ifMatch"),
             )
         else:
             result = resource_update(
@@ -300,7 +321,11 @@ def _dispatch(ctx: AccessContext, entry: Entry) -> EntryResult:
                 raise precondition_failed(f"Conditional patch '{entry.url}' must match exactly one resource")
             fid = found[0].fhir_id
         result = resource_patch(
-            ctx, resource_type=rtype, fhir_id=fid, patch=_patch_document(entry), if_match=request.get("ifMatch")
+            ctx,
+            resource_type=rtype,
+            fhir_id=fid,
+            patch=_patch_document(entry),
+            if_match=request.get("ifMatch"),
         )
         return EntryResult(result.status, result.stored)
     if entry.method == "DELETE":

@@ -12,7 +12,17 @@ from .. import definitions, fhirjson
 from ..search.conditional import SUPPORTED
 from .http import base_url, json_response
 
-_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
+_INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
 _SEARCH_DOC = {
     "_id": ("token", "Logical id of the resource"),
     "identifier": ("token", "An identifier of the resource (system|value)"),

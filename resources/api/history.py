@@ -23,7 +23,9 @@ def _instant_param(request: HttpRequest, name: str):
         raise bad_request(f"{name}: {exc}", expression=(name,)) from exc
 
 
-def history(request: HttpRequest, resource_type: str | None = None, fhir_id: str | None = None) -> HttpResponse:
+def history(
+    request: HttpRequest, resource_type: str | None = None, fhir_id: str | None = None
+) -> HttpResponse:
     for name in request.GET:
         if name not in _KNOWN:
             raise bad_request(f"Unknown history parameter '{name}'", code="not-supported")
@@ -42,7 +44,10 @@ def history(request: HttpRequest, resource_type: str | None = None, fhir_id: str
     for item in page.entries:
         stored = item.stored
         url = f"{stored.resource_type}/{stored.fhir_id}"
-        request_fields = {"method": item.method, "url": url if item.method != "POST" else stored.resource_type}
+        request_fields = {
+            "method": item.method,
+            "url": url if item.method != "POST" else stored.resource_type,
+        }
         status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(item.method, "200 OK")
         entries.append(
             bundles.entry(

@@ -84,13 +84,6 @@ def _not_acceptable(asked: str) -> FhirError:
 
 def read_body(request: HttpRequest, *, allowed: tuple[str, ...] = _JSON_TYPES) -> object:
     """The parsed JSON body, after the content-type and size checks (415, 413, 400)."""
-    content_type = request.content_type.lower() if request.content_type else ""
-    if content_type not in allowed:
-        raise error(
-            415,
-            "not-supported",
-            f"Content-Type '{request.content_type or ''}' is not supported; send {allowed[0]}",
-        )
     limit = settings.FHIR_MAX_BODY_BYTES
     declared = request.META.get("CONTENT_LENGTH")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -100,6 +93,13 @@ def read_body(request: HttpRequest, *, allowed: tuple[str, ...] = _JSON_TYPES) -
         raise error(413, "too-costly", f"Request body larger than the limit of {limit} bytes")
     if not raw.strip():
         raise bad_request("The request has no body", code="required")
+    content_type = request.content_type.lower() if request.content_type else ""
+    if content_type not in allowed:
+        raise error(
+            415,
+            "not-supported",
+            f"Content-Type '{request.content_type or ''}' is not supported; send {allowed[0]}",
+        )
     return fhirjson.loads(raw)
 
 

@@ -8,7 +8,9 @@ from .http import fhir_view
 
 
 def _method_not_allowed(request: HttpRequest, allowed: str):
-    failure = error(405, "not-supported", f"{request.method} is not supported on {request.path} (allowed: {allowed})")
+    failure = error(
+        405, "not-supported", f"{request.method} is not supported on {request.path} (allowed: {allowed})"
+    )
     failure.headers["Allow"] = allowed
     return failure
 

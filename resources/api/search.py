@@ -37,7 +37,9 @@ def search(request: HttpRequest, resource_type: str) -> HttpResponse:
     summary = single.get("_summary")
     total_mode = single.get("_total")
     if total_mode not in (None, "none", "estimate", "accurate"):
-        raise bad_request(f"Unknown _total value '{total_mode}' (none, estimate, accurate)", expression=("_total",))
+        raise bad_request(
+            f"Unknown _total value '{total_mode}' (none, estimate, accurate)", expression=("_total",)
+        )
     count = 0 if summary == "count" else page_size(request)
     page = run_search(
         context(request),
@@ -51,8 +53,10 @@ def search(request: HttpRequest, resource_type: str) -> HttpResponse:
     base = base_url(request)
     entries = [_match_entry(base, stored, summary, single.get("_elements")) for stored in page.matches]
     if page.ignored:
-        notes = [Issue("not-supported", f"Search parameter '{n}' is not supported and was ignored", "warning")
-                 for n in page.ignored]
+        notes = [
+            Issue("not-supported", f"Search parameter '{n}' is not supported and was ignored", "warning")
+            for n in page.ignored
+        ]
         entries.append(bundles.entry(fhirjson.dumps(operation_outcome(notes)), search={"mode": "outcome"}))
     kept = [(k, v) for k, v in params if k not in page.ignored]
     links = page_links(f"{base}/{resource_type}", kept, page.next_cursor)

@@ -50,8 +50,10 @@ def search(
             raise bad_request(f"Search parameter '{name}' is not supported", code="not-supported")
         else:
             ignored.append(name)
-    rows = Resource.objects.filter(criteria_filter(resource_type, used)) if used else Resource.objects.filter(
-        resource_type=resource_type, deleted=False
+    rows = (
+        Resource.objects.filter(criteria_filter(resource_type, used))
+        if used
+        else Resource.objects.filter(resource_type=resource_type, deleted=False)
     )
     counted = rows.count() if total == "accurate" or count == 0 else None
     if cursor is not None:
