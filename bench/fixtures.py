@@ -7,9 +7,10 @@ The server validates strictly against the R4 StructureDefinitions, so every body
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
+
+import simplejson
 
 FAMILIES = ["Smith", "Jones", "García", "Müller", "Nguyen", "Okafor", "Rossi", "Kowalski", "Tanaka", "Silva"]
 GIVENS = ["Ana", "Ben", "Chloé", "Dmitri", "Eva", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Liam"]
@@ -34,8 +35,9 @@ RXNORM = [("860975", "metformin 500 MG Oral Tablet"), ("314076", "lisinopril 10 
 
 
 def dumps(obj: object) -> str:
-    # Compact, one line: the Lua scripts read one body per line.
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    # Compact, one line: the Lua scripts read one body per line. simplejson writes Decimal values
+    # (the demo generator uses them for exact FHIR decimals) as JSON numbers.
+    return simplejson.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def _date(rng: random.Random, start_year: int = 1940, end_year: int = 2020) -> str:

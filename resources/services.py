@@ -118,7 +118,7 @@ def _lock_row(resource_type: str, fhir_id: str) -> Resource | None:
     return Resource.objects.select_for_update().filter(resource_type=resource_type, fhir_id=fhir_id).first()
 
 
-def _serialise_conditional(resource_type: str, query: str) -> None:
+def serialise_conditional(resource_type: str, query: str) -> None:
     """Make concurrent conditional writes with the same criteria queue, so both cannot create.
 
     SQLite already serialises writers (IMMEDIATE transactions); PostgreSQL takes an advisory lock on
@@ -151,7 +151,7 @@ def resource_create(
     check_type(resource_type)
     checked = _checked_body(resource_type, body)
     if if_none_exist:
-        _serialise_conditional(resource_type, if_none_exist)
+        serialise_conditional(resource_type, if_none_exist)
         matches = find_matches(resource_type, if_none_exist)
         if len(matches) > 1:
             raise precondition_failed(
@@ -212,7 +212,7 @@ def resource_conditional_update(
     ctx: AccessContext, *, resource_type: str, criteria: str, body: object, if_match: str | None = None
 ) -> WriteResult:
     check_type(resource_type)
-    _serialise_conditional(resource_type, criteria)
+    serialise_conditional(resource_type, criteria)
     matches = find_matches(resource_type, criteria)
     if len(matches) > 1:
         raise precondition_failed(f"Conditional update criteria '{criteria}' match more than one resource")
@@ -286,7 +286,7 @@ def resource_conditional_delete(
     ctx: AccessContext, *, resource_type: str, criteria: str
 ) -> WriteResult | None:
     check_type(resource_type)
-    _serialise_conditional(resource_type, criteria)
+    serialise_conditional(resource_type, criteria)
     matches = find_matches(resource_type, criteria)
     if len(matches) > 1:
         raise precondition_failed(f"Conditional delete criteria '{criteria}' match more than one resource")

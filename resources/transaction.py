@@ -32,6 +32,7 @@ from .services import (
     resource_delete,
     resource_patch,
     resource_update,
+    serialise_conditional,
 )
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -59,7 +60,10 @@ class EntryResult:
 
 
 def process_bundle(ctx: AccessContext, bundle: object) -> tuple[str, list[EntryResult]]:
-    """Run a batch or transaction Bundle; returns its type and one result per entry, in entry order."""
+    """Run a batch or transaction Bundle; returns its type and one result per entry, in entry order.
+
+    The bundle is taken over: references in its resources are rewritten in place.
+    """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise bad_request("POST to the base takes a Bundle of type batch or transaction", code="invalid")
     kind = bundle.get("type")
@@ -181,7 +185,7 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
             if entry.method == "POST":
                 check_type(entry.resource_type)
                 criteria = entry.request.get("ifNoneExist")
-                found = find_matches(entry.resource_type, criteria) if criteria else []
+                found = _locked_matches(entry.resource_type, criteria) if criteria else []
                 if len(found) > 1:
                     raise precondition_failed(f"ifNoneExist '{criteria}' matches more than one resource")
                 if found:
@@ -196,7 +200,7 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
                 target = entry.fhir_id
             elif entry.method == "PUT":
                 check_type(entry.resource_type)
-                found = find_matches(entry.resource_type, entry.query or "")
+                found = _locked_matches(entry.resource_type, entry.query or "")
                 if len(found) > 1:
                     raise precondition_failed(
                         f"Conditional update '{entry.url}' matches more than one resource"
@@ -213,6 +217,13 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
         if entry.method == "POST":
             entry.fhir_id = target
     return mapping, matched
+
+
+def _locked_matches(resource_type: str, criteria: str) -> list:
+    # The same lock the single conditional interactions take, so that two transactions with the
+    # same ifNoneExist cannot both create.
+    serialise_conditional(resource_type, criteria)
+    return find_matches(resource_type, criteria)
 
 
 def _rewrite_references(entries: list[Entry], mapping: dict[str, str]) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from resources.definitions import resource_types, type_schema
+from resources.definitions import primitive_types, resource_types, type_schema
 from resources.outcomes import Issue
 
 MAX_ISSUES = 100
@@ -189,7 +189,7 @@ def _compile(name: str) -> _Struct:
     props: dict[str, tuple] = {}
     required: list[tuple[str, tuple[str, ...]]] = []
     choices: dict[str, tuple[str, ...]] = {}
-    prims = _primitive_names()
+    prims = primitive_types()
     for element in schema.elements.values():
         repeats = element.repeats
         satisfying: list[str] = []
@@ -219,18 +219,6 @@ def _compile(name: str) -> _Struct:
     struct = _Struct(name, props, tuple(required), choices)
     _structs[name] = struct
     return struct
-
-
-_prim_names: frozenset[str] | None = None
-
-
-def _primitive_names() -> frozenset[str]:
-    global _prim_names
-    if _prim_names is None:
-        from resources.definitions import primitive_types
-
-        _prim_names = primitive_types()
-    return _prim_names
 
 
 class _Ctx:

@@ -152,11 +152,11 @@ def primitive_info(sd: dict, by_name: dict[str, dict]) -> dict:
     # The JSON representation follows the root primitive (positiveInt -> integer is a JSON number,
     # code -> string is a JSON string): https://hl7.org/fhir/R4/json.html#primitive
     root = sd
-    while (
-        root["baseDefinition"].rsplit("/", 1)[-1] in by_name
-        and by_name[root["baseDefinition"].rsplit("/", 1)[-1]].get("kind") == "primitive-type"
-    ):
-        root = by_name[root["baseDefinition"].rsplit("/", 1)[-1]]
+    while True:
+        parent = by_name.get(root["baseDefinition"].rsplit("/", 1)[-1])
+        if parent is None or parent.get("kind") != "primitive-type":
+            break
+        root = parent
     json_kind = {"boolean": "boolean", "integer": "integer", "decimal": "decimal"}.get(root["type"], "string")
     return {"regex": regex, "json": json_kind}
 

@@ -1,0 +1,924 @@
+"""`make bench`: throughput, latency and CPU cost of the FHIR server, with its ceilings, in one run.
+
+bench/run.sh installs wrk if needed and runs this with the project's venv. Steps: create a fresh
+PostgreSQL database, migrate it, start gunicorn in production mode (settings `bench.ceiling_settings`:
+production plus /bench/ping), run each scenario with wrk and a Lua script (a short warm-up first, not
+measured), measure server CPU from /proc, stop gunicorn, drop the database, print a table and write
+bench/results/latest.json. bench/README.md describes the method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench import fixtures  # noqa: E402
+
+BENCH = ROOT / "bench"
+LUA = BENCH / "lua"
+RESULTS = BENCH / "results"
+WORK = RESULTS / "work"
+VENV_BIN = Path(sys.executable).parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+
+# Goals on this 2-core machine (server and database together) and published anchors (per core).
+GOALS = {
+    "S1": {"rate": 650, "p99_ms": 100, "unit": "req/s"},
+    "S2": {"rate": 2500, "unit": "req/s"},
+    "S5": {"rate": 800, "unit": "transactions/s"},
+    "S6": {"rate": 1200, "unit": "resources/s"},
+}
+ANCHORS = {
+    "S1": [("Aidbox", 326), ("HAPI", 191), ("Medplum", 89)],
+    "S2": [("Blaze", 2000)],
+    "S6": [("Blaze import", 590)],
+}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass
+class Config:
+    seconds: int = env_int("BENCH_SECONDS", 20)
+    warmup: int = env_int("BENCH_WARMUP", 3)
+    scenarios: list[str] = field(default_factory=list)
+    profile: bool = os.environ.get("BENCH_PROFILE", "0") not in ("", "0")
+    worker_class: str = os.environ.get("BENCH_WORKER_CLASS", "gthread")
+    workers: int = env_int("BENCH_WORKERS", 4)
+    threads: int = env_int("BENCH_THREADS", 4)
+    db_name: str = os.environ.get("BENCH_DB", "fhirbench")
+    pg_host: str = os.environ.get("BENCH_PGHOST", "127.0.0.1")
+    pg_port: int = env_int("BENCH_PGPORT", 5432)
+    pg_user: str = os.environ.get("BENCH_PGUSER", "postgres")
+    read_patients: int = env_int("BENCH_READ_PATIENTS", 2000)
+    import_bundles: int = env_int("BENCH_IMPORT_BUNDLES", 200)
+    wrk_threads: int = env_int("BENCH_WRK_THREADS", 1)
+    demo_patients: int = env_int("BENCH_DEMO_PATIENTS", 0)
+
+    def dsn(self, db: str | None = None) -> str:
+        return f"postgresql://{self.pg_user}@{self.pg_host}:{self.pg_port}/{db or self.db_name}"
+
+
+ALL_SCENARIOS = ["CEIL_HTTP", "S2", "S1", "S5", "S6", "CEIL_DB"]
+NEEDS_CEILING = {"S1": "CEIL_HTTP", "S2": "CEIL_HTTP", "S5": "CEIL_DB", "S6": "CEIL_DB"}
+
+
+def selected_scenarios() -> list[str]:
+    wanted = [s.strip().upper() for s in os.environ.get("BENCH_SCENARIOS", "").split(",") if s.strip()]
+    if not wanted:
+        return list(ALL_SCENARIOS)
+    unknown = set(wanted) - set(ALL_SCENARIOS)
+    if unknown:
+        sys.exit(f"unknown BENCH_SCENARIOS {sorted(unknown)}; known: {ALL_SCENARIOS}")
+    if os.environ.get("BENCH_CEILINGS", "1") != "0":
+        wanted += [NEEDS_CEILING[s] for s in wanted if s in NEEDS_CEILING]
+    return [s for s in ALL_SCENARIOS if s in wanted]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CPU accounting from /proc.
+#
+# A process's CPU is utime+stime+cutime+cstime of /proc/<pid>/stat (clock ticks); cutime/cstime hold
+# the CPU of children it has reaped. Processes are keyed by (pid, start time) so a reused pid is a new
+# process. For a group whose parent is in the group (gunicorn master -> workers, postmaster ->
+# backends), the CPU used in a window is
+#     sum over processes alive at the end of (end - start), with start = 0 for processes born inside,
+#   - sum over processes alive at the start but gone at the end of their start value,
+# because a reaped child's whole lifetime CPU lands in its parent's cutime: that covers children born
+# and gone inside the window exactly, and for children gone during the window removes the part they
+# had used before it. What is missed: a child that exited but was not reaped yet (a few ticks).
+# ---------------------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(comm, ppid, starttime, cpu ticks incl. reaped children) of a process, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    comm = data[data.index("(") + 1 : data.rindex(")")]
+    rest = data[data.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state): field n is rest[n - 3].
+    ppid = int(rest[1])
+    cpu = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+    starttime = int(rest[19])
+    return comm, ppid, starttime, cpu
+
+
+def _all_stats() -> dict[int, tuple[str, int, int, int]]:
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st:
+                out[int(entry)] = st
+    return out
+
+
+def cpu_snapshot(gunicorn_pid: int | None) -> dict[str, dict[tuple[int, int], int]]:
+    stats = _all_stats()
+    groups: dict[str, dict[tuple[int, int], int]] = {"app": {}, "db": {}}
+    for pid, (comm, ppid, start, cpu) in stats.items():
+        if gunicorn_pid and (pid == gunicorn_pid or ppid == gunicorn_pid):
+            groups["app"][(pid, start)] = cpu
+        elif comm == "postgres":
+            groups["db"][(pid, start)] = cpu
+    return groups
+
+
+def cpu_delta(before: dict, after: dict) -> dict[str, float]:
+    out = {}
+    for group in before:
+        b, a = before[group], after[group]
+        ticks = sum(v - b.get(k, 0) for k, v in a.items()) - sum(v for k, v in b.items() if k not in a)
+        out[group] = max(ticks, 0) / CLK_TCK
+    out["total"] = out["app"] + out["db"]
+    return out
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (all of /proc/stat's cpu line except idle+iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+# ---------------------------------------------------------------------------------------------------
+# Database and server.
+# ---------------------------------------------------------------------------------------------------
+
+
+def admin_exec(cfg: Config, *sql: str) -> None:
+    with psycopg.connect(cfg.dsn("postgres"), autocommit=True) as conn:
+        for stmt in sql:
+            conn.execute(stmt)
+
+
+def db_exec(cfg: Config, *sql: str) -> list:
+    out = []
+    with psycopg.connect(cfg.dsn(), autocommit=True) as conn:
+        for stmt in sql:
+            cur = conn.execute(stmt)
+            out.append(cur.fetchall() if cur.description else None)
+    return out
+
+
+def reset_store(cfg: Config) -> None:
+    """Empty the resource store (all index tables reference resources_resource) and checkpoint, so the
+    next scenario starts from an empty store without a pending checkpoint from the last one."""
+    db_exec(cfg, "TRUNCATE resources_resource CASCADE", "CHECKPOINT")
+
+
+def pg_settings(cfg: Config) -> dict:
+    names = (
+        "server_version",
+        "shared_buffers",
+        "synchronous_commit",
+        "fsync",
+        "max_connections",
+        "wal_level",
+    )
+    rows = db_exec(cfg, f"SELECT name, setting, unit FROM pg_settings WHERE name IN {names!r}")[0]
+    return {name: f"{setting}{' x ' + unit if unit else ''}" for name, setting, unit in rows}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(cfg: Config) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="bench.ceiling_settings",
+        SECRET_KEY=os.environ.get("BENCH_SECRET_KEY", "bench-" + os.urandom(16).hex()),
+        DATABASE_URL=cfg.dsn(),
+        DEBUG="false",
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    # The server must not pick up a developer's REDIS_URL etc. from .env: the bench runs embedded
+    # Celery/channels like a single-node deployment.
+    env.pop("REDIS_URL", None)
+    return env
+
+
+class Server:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = RESULTS / "gunicorn.log"
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        cfg = self.cfg
+        cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "fhirplatform.wsgi",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(cfg.workers),
+            "--worker-class",
+            cfg.worker_class,
+            "--log-level",
+            "warning",
+            "--error-logfile",
+            "-",
+            "--timeout",
+            "120",
+            "--backlog",
+            "2048",
+        ]
+        if cfg.worker_class == "gthread":
+            cmd += ["--threads", str(cfg.threads)]
+        return cmd
+
+    def start(self) -> None:
+        self.log_file = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=ROOT,
+            env=server_env(self.cfg),
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.base + "/fhir/metadata", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("gunicorn did not answer /fhir/metadata within 60 s")
+        # Every worker answers a few requests so imports and lazily built tables are warm.
+        for _ in range(self.cfg.workers * 8):
+            self.get("/fhir/metadata")
+
+    def workers(self) -> list[int]:
+        if not self.proc:
+            return []
+        return sorted(pid for pid, st in _all_stats().items() if st[1] == self.proc.pid)
+
+    def log_offset(self) -> int:
+        self.log_file.flush()
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int, limit: int = 40) -> list[str]:
+        with open(self.log_path, errors="replace") as f:
+            f.seek(offset)
+            lines = f.read().splitlines()
+        return lines[-limit:]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if hasattr(self, "log_file"):
+            self.log_file.close()
+
+    # Small HTTP client for setup (not measured).
+    def request(self, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
+        data = fixtures.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Accept", "application/fhir+json")
+        if data is not None:
+            req.add_header("Content-Type", "application/fhir+json")
+        try:
+            with urllib.request.urlopen(req, timeout=300) as r:
+                raw = r.read()
+                return r.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            return exc.code, json.loads(raw) if raw else {}
+
+    def get(self, path: str) -> tuple[int, dict]:
+        return self.request("GET", path)
+
+    def transaction(self, resources: list[dict]) -> list[tuple[str, str]]:
+        """POST `resources` in one transaction; returns (type, id) of each created resource."""
+        bundle = fixtures.transaction([fixtures.post_entry(r) for r in resources])
+        status, answer = self.request("POST", "/fhir", bundle)
+        if status != 200:
+            raise RuntimeError(f"setup transaction failed with {status}: {json.dumps(answer)[:2000]}")
+        out = []
+        for entry in answer["entry"]:
+            location = entry["response"]["location"]
+            rtype, fhir_id = (
+                location.split("/")[-4:-2] if "/_history/" in location else location.split("/")[-2:]
+            )
+            out.append((rtype, fhir_id))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# wrk.
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    wrk: dict
+    seconds: float
+    cpu: dict
+    machine_busy_s: float
+    loadgen_cpu_s: float
+    log_tail: list[str]
+
+
+def run_wrk(
+    server: Server,
+    script: str,
+    connections: int,
+    seconds: int,
+    args: list[str] = (),
+    profile: str | None = None,
+) -> Run:
+    threads = min(server.cfg.wrk_threads, connections)
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "30s",
+        "-s",
+        script,
+        server.base,
+        "--",
+        *[str(a) for a in args],
+        str(threads),
+    ]
+    out_path = WORK / "wrk.out"
+    offset = server.log_offset()
+    profiler = None
+    busy0 = machine_busy()
+    snap0 = cpu_snapshot(server.proc.pid)
+    t0 = time.monotonic()
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=LUA, stdout=out, stderr=subprocess.STDOUT)
+        if profile:
+            profiler = start_profiler(server, profile, seconds)
+        # wait4 gives wrk's own CPU use (the load generator shares the machine with the server).
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.monotonic() - t0
+    snap1 = cpu_snapshot(server.proc.pid)
+    busy1 = machine_busy()
+    if profiler:
+        finish_profiler(profiler)
+    text = out_path.read_text()
+    line = next((ln for ln in text.splitlines() if ln.startswith("BENCHJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{text}")
+    data = json.loads(line[len("BENCHJSON ") :])
+    log_tail = server.log_since(offset) if data["http_errors"] or any(data["socket_errors"].values()) else []
+    return Run(
+        wrk=data,
+        seconds=elapsed,
+        cpu=cpu_delta(snap0, snap1),
+        machine_busy_s=busy1 - busy0,
+        loadgen_cpu_s=usage.ru_utime + usage.ru_stime,
+        log_tail=log_tail,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# py-spy (BENCH_PROFILE=1): one worker, during the measured S1 and S6 runs.
+# ---------------------------------------------------------------------------------------------------
+
+
+def start_profiler(server: Server, name: str, seconds: int):
+    pyspy = VENV_BIN / "py-spy"
+    workers = server.workers()
+    if not pyspy.exists() or not workers:
+        log("py-spy not available; no profile")
+        return None
+    duration = max(1, min(10, seconds - 2))
+    procs = []
+    # Two workers at once: one to speedscope (for the hot-spot summary), one to an SVG flame graph.
+    # py-spy samples at 100 Hz and pauses the worker while it reads the stack, so profiled runs are a
+    # little slower; their numbers are marked in the results.
+    outputs = [("speedscope", RESULTS / f"{name}.speedscope.json")]
+    if len(workers) > 1:
+        outputs.append(("flamegraph", RESULTS / f"{name}.svg"))
+    time.sleep(1)  # let wrk reach steady state
+    for (fmt, path), pid in zip(outputs, workers, strict=False):
+        cmd = [str(pyspy), "record", "--pid", str(pid), "--duration", str(duration), "--format", fmt]
+        cmd += ["--output", str(path)]
+        procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), path, pid))
+    return procs
+
+
+def finish_profiler(procs) -> None:
+    for proc, path, pid in procs:
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            log(f"py-spy on {pid} failed: {err.decode(errors='replace').strip()[-500:]}")
+        else:
+            log(f"profile of worker {pid}: {path.relative_to(ROOT)}")
+
+
+def speedscope_hotspots(path: Path, top: int = 8) -> dict:
+    """Self and inclusive sample shares per function from a py-spy speedscope file."""
+    data = json.loads(path.read_text())
+    frames = data["shared"]["frames"]
+    self_counts: dict[str, float] = {}
+    incl_counts: dict[str, float] = {}
+    total = 0.0
+    for prof in data["profiles"]:
+        for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
+            total += weight
+            names = []
+            for idx in stack:
+                fr = frames[idx]
+                file = fr.get("file", "") or ""
+                short = file.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+                names.append(f"{fr['name']} ({short}:{fr.get('line', '')})")
+            if names:
+                self_counts[names[-1]] = self_counts.get(names[-1], 0) + weight
+            for name in set(names):
+                incl_counts[name] = incl_counts.get(name, 0) + weight
+
+    def rank(counts):
+        best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [{"function": k, "share": round(v / total, 4)} for k, v in best]
+
+    return {"samples": total, "self": rank(self_counts), "inclusive": rank(incl_counts)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scenarios.
+# ---------------------------------------------------------------------------------------------------
+
+
+def summarise(name: str, run: Run, rate_from: str, connections: int, extra: dict | None = None) -> dict:
+    w = run.wrk
+    seconds = w["duration_us"] / 1e6
+    socket_errors = sum(w["socket_errors"].values())
+    attempts = w["responses"] + socket_errors
+    units = w["units"] if rate_from == "units" else w["responses"]
+    rate = units / seconds
+    cpu = run.cpu["total"]
+    out = {
+        "scenario": name,
+        "connections": connections,
+        "seconds": round(seconds, 2),
+        "responses": w["responses"],
+        "requests_per_s": round(w["responses"] / seconds, 1),
+        "rate": round(rate, 1),
+        "latency_ms": {k: round(v / 1000, 2) for k, v in w["latency_us"].items()},
+        "status": w["status"],
+        "http_errors": w["http_errors"],
+        "socket_errors": w["socket_errors"],
+        "error_rate": round((w["http_errors"] + socket_errors) / attempts, 5) if attempts else 0.0,
+        "cpu_s": {k: round(v, 2) for k, v in run.cpu.items()},
+        "machine_busy_cpu_s": round(run.machine_busy_s, 2),
+        "loadgen_cpu_s": round(run.loadgen_cpu_s, 2),
+        # CPU that neither the server, the database nor wrk used: other work on the machine. Above 10%
+        # of the machine the throughput figures are understated (per CPU-second figures much less so).
+        "other_cpu_s": round(max(run.machine_busy_s - run.cpu["total"] - run.loadgen_cpu_s, 0), 2),
+        "per_cpu_s": round(units / cpu, 1) if cpu else None,
+        "kinds": w["kinds"],
+    }
+    out["contended"] = out["other_cpu_s"] > 0.1 * NCPU * run.seconds
+    if run.log_tail:
+        out["server_log_tail"] = run.log_tail
+    if extra:
+        out.update(extra)
+    return out
+
+
+def scenario_ceiling_http(server: Server, cfg: Config) -> dict:
+    script = "ping.lua"
+    run_wrk(server, script, 16, cfg.warmup)
+    run = run_wrk(server, script, 16, cfg.seconds)
+    return summarise("CEIL_HTTP", run, "responses", 16, {"unit": "req/s", "what": "GET /bench/ping"})
+
+
+def scenario_read(server: Server, cfg: Config) -> dict:
+    log(f"S2 setup: creating {cfg.read_patients} Patients")
+    rng = random.Random(2)
+    ids: list[tuple[str, str]] = []
+    batch = 250
+    for start in range(0, cfg.read_patients, batch):
+        n = min(batch, cfg.read_patients - start)
+        ids += server.transaction([fixtures.patient(rng) for _ in range(n)])
+    ids_file = WORK / "s2_ids.txt"
+    ids_file.write_text("".join(f"{t} {i}\n" for t, i in ids))
+    db_exec(cfg, "VACUUM ANALYZE", "CHECKPOINT")
+    run_wrk(server, "read.lua", 16, cfg.warmup, [ids_file])
+    run = run_wrk(server, "read.lua", 16, cfg.seconds, [ids_file])
+    return summarise("S2", run, "responses", 16, {"unit": "req/s", "patients": len(ids)})
+
+
+def s1_files(server: Server, cfg: Config, tag: str) -> tuple[Path, Path]:
+    """Reference targets, 100 bodies per type, and a pool of 40 existing ids per type for GET/PUT/DELETE.
+    A fresh pool per wrk run: the warm-up deletes some of its ids."""
+    rng = random.Random(f"s1-{tag}")
+    refs = server.transaction([fixtures.patient(rng) for _ in range(5)] + [fixtures.practitioner(rng)])
+    patient_refs = [f"{t}/{i}" for t, i in refs if t == "Patient"]
+    practitioner_ref = next(f"{t}/{i}" for t, i in refs if t == "Practitioner")
+    bodies_file = WORK / f"s1_bodies_{tag}.txt"
+    with open(bodies_file, "w") as f:
+        for rtype in fixtures.S1_TYPES:
+            for _ in range(100):
+                body = fixtures.s1_body(rng, rtype, patient_refs, practitioner_ref)
+                f.write(f"{rtype}\t{fixtures.dumps(body)}\n")
+    seed = [
+        fixtures.s1_body(rng, t, patient_refs, practitioner_ref) for t in fixtures.S1_TYPES for _ in range(40)
+    ]
+    ids = server.transaction(seed)
+    ids_file = WORK / f"s1_ids_{tag}.txt"
+    ids_file.write_text("".join(f"{t} {i}\n" for t, i in ids))
+    return bodies_file, ids_file
+
+
+def scenario_crud(server: Server, cfg: Config) -> dict:
+    bodies, ids = s1_files(server, cfg, "warmup")
+    run_wrk(server, "crud.lua", 32, cfg.warmup, [bodies, ids])
+    bodies, ids = s1_files(server, cfg, "measure")
+    db_exec(cfg, "CHECKPOINT")
+    run = run_wrk(server, "crud.lua", 32, cfg.seconds, [bodies, ids], profile="S1" if cfg.profile else None)
+    return summarise("S1", run, "responses", 32, {"unit": "req/s", "profiled": cfg.profile})
+
+
+def scenario_transaction(server: Server, cfg: Config) -> dict:
+    run_wrk(server, "transaction.lua", 8, cfg.warmup)
+    reset_store(cfg)
+    run = run_wrk(server, "transaction.lua", 8, cfg.seconds)
+    out = summarise("S5", run, "responses", 8, {"unit": "transactions/s", "entries_per_bundle": 2})
+    # Committed transactions only (200s), and the resources they created, for the DB-ceiling ratio.
+    seconds = run.wrk["duration_us"] / 1e6
+    out["rate"] = round(run.wrk["units"] / seconds, 1)
+    out["resources_per_s"] = round(2 * run.wrk["units"] / seconds, 1)
+    out["per_cpu_s"] = round(run.wrk["units"] / run.cpu["total"], 1) if run.cpu["total"] else None
+    return out
+
+
+def demo_builder():
+    """The demo-data generator's builders (resources/demo, pure Python, no database), if present:
+    (patient_bundle(seed, numbers) -> transaction Bundle, reference_bundle() -> Bundle of PUTs)."""
+    try:
+        from resources.demo import patient_bundle, reference_bundle
+    except ImportError:
+        return None
+    return patient_bundle, reference_bundle
+
+
+def import_bundles(cfg: Config) -> tuple[Path, str, float, dict | None]:
+    """Pre-generate the S6 bundles (one whole patient each) to one file, one Bundle per line.
+    Uses the demo-data generator when the project has it, else bench/fixtures.py. Also returns the
+    reference-data Bundle (shared Organizations/Practitioners) the demo patients point at, if any."""
+    path = WORK / "s6_bundles.ndjson"
+    demo = demo_builder()
+    seed = env_int("BENCH_IMPORT_SEED", 7)
+    sizes = []
+    with open(path, "w") as f:
+        for i in range(cfg.import_bundles):
+            if demo:
+                bundle = demo[0](seed, [i + 1])
+            else:
+                rng = random.Random(seed * 100_000 + i)
+                bundle = fixtures.patient_bundle(rng, rng.randint(100, 200))
+            sizes.append(len(bundle["entry"]))
+            f.write(fixtures.dumps(bundle) + "\n")
+    source = f"resources.demo.patient_bundle(seed={seed})" if demo else "bench.fixtures.patient_bundle"
+    return path, source, sum(sizes) / len(sizes), demo[1]() if demo else None
+
+
+def scenario_import(server: Server, cfg: Config) -> dict:
+    path, source, mean_entries, reference = import_bundles(cfg)
+    log(f"S6: {cfg.import_bundles} bundles from {source}, {mean_entries:.0f} entries on average")
+    run_wrk(server, "import.lua", 4, cfg.warmup, [path])
+    reset_store(cfg)
+    if reference:
+        # The demo patients point at shared Organizations/Practitioners: load them first, as the
+        # demo-data command does.
+        status, answer = server.request("POST", "/fhir", reference)
+        if status != 200:
+            raise RuntimeError(f"reference bundle failed with {status}: {json.dumps(answer)[:2000]}")
+        db_exec(cfg, "CHECKPOINT")
+    run = run_wrk(server, "import.lua", 4, cfg.seconds, [path], profile="S6" if cfg.profile else None)
+    out = summarise(
+        "S6",
+        run,
+        "units",
+        4,
+        {
+            "unit": "resources/s",
+            "bundles_per_s": round(run.wrk["responses"] / (run.wrk["duration_us"] / 1e6), 2),
+            "mean_entries_per_bundle": round(mean_entries, 1),
+            "bundle_source": source,
+            "profiled": cfg.profile,
+        },
+    )
+    return out
+
+
+def scenario_ceiling_db(server: Server, cfg: Config) -> dict:
+    reset_store(cfg)
+    snap0 = cpu_snapshot(server.proc.pid)
+    busy0 = machine_busy()
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "db_ceiling.py"), "--dsn", cfg.dsn(), "--seconds", str(cfg.seconds)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out_bytes = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    snap1 = cpu_snapshot(server.proc.pid)
+    busy1 = machine_busy()
+    if proc.returncode != 0:
+        raise RuntimeError(f"db_ceiling.py failed with {proc.returncode}")
+    data = json.loads(out_bytes.decode().strip().splitlines()[-1])
+    cpu = cpu_delta(snap0, snap1)
+    client = usage.ru_utime + usage.ru_stime
+    return {
+        "scenario": "CEIL_DB",
+        "connections": data["procs"],
+        "seconds": round(data["seconds"], 2),
+        "rate": round(data["inserts_per_s"], 1),
+        "unit": "inserts/s",
+        "inserts": data["inserts"],
+        "cpu_s": {"db": round(cpu["db"], 2), "client": round(client, 2), "app_idle": round(cpu["app"], 2)},
+        "machine_busy_cpu_s": round(busy1 - busy0, 2),
+        "other_cpu_s": round(max(busy1 - busy0 - cpu["total"] - client, 0), 2),
+        "contended": busy1 - busy0 - cpu["total"] - client > 0.1 * NCPU * data["seconds"],
+        # Per CPU-second of PostgreSQL plus the inserting client, the counterpart of server+DB.
+        "per_cpu_s": round(data["inserts"] / (cpu["db"] + client), 1) if cpu["db"] + client else None,
+        "per_db_cpu_s": round(data["inserts"] / cpu["db"], 1) if cpu["db"] else None,
+        "what": "psycopg 3, 4 processes, 1 transaction per Patient: resource + version + token rows",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------------------------------
+
+
+def add_ratios(results: dict) -> None:
+    http = results.get("CEIL_HTTP")
+    db = results.get("CEIL_DB")
+    for name, res in results.items():
+        if name in ("S1", "S2") and http:
+            res["ceiling"] = "CEIL_HTTP"
+            res["ratio_to_ceiling"] = round(res["rate"] / http["rate"], 3)
+            if res.get("per_cpu_s") and http.get("per_cpu_s"):
+                res["efficiency_ratio"] = round(res["per_cpu_s"] / http["per_cpu_s"], 3)
+        if name in ("S5", "S6") and db:
+            created = res.get("resources_per_s", res["rate"])
+            res["ceiling"] = "CEIL_DB"
+            res["ratio_to_ceiling"] = round(created / db["rate"], 3)
+            cpu = res["cpu_s"]["total"]
+            units = created * res["seconds"]
+            if cpu and db.get("per_cpu_s"):
+                res["efficiency_ratio"] = round(units / cpu / db["per_cpu_s"], 3)
+        goal = GOALS.get(name)
+        if goal:
+            ok = res["rate"] >= goal["rate"] and res["error_rate"] < 0.001
+            if "p99_ms" in goal:
+                ok = ok and res["latency_ms"]["p99"] <= goal["p99_ms"]
+            res["goal"] = goal
+            res["goal_met"] = ok
+
+
+def print_table(results: dict, cfg: Config) -> None:
+    head = (
+        f"{'scenario':<10}{'conns':>6}{'rate':>10} {'unit':<15}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
+        f"{'err %':>7}{'CPU app':>8}{'CPU db':>7}{'per CPU-s':>10}{'vs ceil':>8}  goal"
+    )
+    print()
+    print(
+        f"FHIR server bench: {cfg.seconds} s per scenario, gunicorn {cfg.worker_class} x{cfg.workers}"
+        + (f" ({cfg.threads} threads)" if cfg.worker_class == "gthread" else "")
+        + f", {NCPU} CPUs"
+    )
+    print(head)
+    print("-" * len(head))
+    for name in ALL_SCENARIOS:
+        res = results.get(name)
+        if not res:
+            continue
+        lat = res.get("latency_ms", {})
+        cpu = res["cpu_s"]
+        app_cpu = cpu.get("app", cpu.get("client", 0))
+        goal = res.get("goal")
+        goal_txt = ""
+        if goal:
+            goal_txt = f">= {goal['rate']}" + (f", p99 <= {goal['p99_ms']} ms" if "p99_ms" in goal else "")
+            goal_txt += "  MET" if res["goal_met"] else "  not met"
+        if res.get("contended"):
+            goal_txt += f"  [other load: {res['other_cpu_s']} CPU-s]"
+        ratio = res.get("ratio_to_ceiling")
+        print(
+            f"{name:<10}{res['connections']:>6}{res['rate']:>10.1f} {res['unit']:<15}"
+            f"{lat.get('p50', float('nan')):>8.1f}{lat.get('p95', float('nan')):>8.1f}"
+            f"{lat.get('p99', float('nan')):>8.1f}{100 * res.get('error_rate', 0):>7.2f}"
+            f"{app_cpu:>8.1f}{cpu.get('db', 0):>7.1f}{res['per_cpu_s'] or 0:>10.1f}"
+            f"{(f'{ratio:.2f}' if ratio is not None else '-'):>8}  {goal_txt}"
+        )
+    print()
+    if any(r.get("contended") for r in results.values()):
+        print("[other load]: other processes used >10% of the machine during that run; see other_cpu_s.")
+    print("CPU app = gunicorn master+workers (CEIL_DB: the psycopg client), CPU db = all postgres processes,")
+    print(
+        "per CPU-s = units per (app+db) CPU-second; vs ceil: S1/S2 vs CEIL_HTTP, S5/S6 resources/s vs CEIL_DB."
+    )
+    if "S5" in results:
+        print(f"S5 creates 2 resources per transaction: {results['S5']['resources_per_s']} resources/s.")
+    if "S6" in results:
+        s6 = results["S6"]
+        print(
+            f"S6: {s6['bundles_per_s']} bundles/s x ~{s6['mean_entries_per_bundle']} entries ({s6['bundle_source']})."
+        )
+    print()
+    print("Published anchors (per core) beside ours (per core = rate / CPUs; per CPU-s = server+DB CPU):")
+    for name, anchors in ANCHORS.items():
+        res = results.get(name)
+        ours = ""
+        if res:
+            ours = f"ours {res['rate'] / NCPU:.0f}/core, {res['per_cpu_s'] or 0:.0f}/CPU-s"
+        anchor_txt = ", ".join(f"{who} ~{n}" for who, n in anchors)
+        print(f"  {name}: {anchor_txt}  |  {ours}")
+    print(
+        "Goals (2 cores, server+DB): S1 >= 650 req/s with p99 <= 100 ms; S2 >= 2,500 req/s; "
+        "S5 >= 800 transactions/s; S6 >= 1,200 resources/s."
+    )
+    for name, res in results.items():
+        if res.get("server_log_tail"):
+            print(f"\n{name}: errors {res['status']} socket {res['socket_errors']}; server log tail:")
+            for line in res["server_log_tail"][-15:]:
+                print("   ", line)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def wait_for_quiet(limit_s: int) -> float:
+    """Wait (up to limit_s) until the machine is mostly idle; returns the last busy share seen.
+    The bench measures throughput on a machine it assumes it has to itself; other load is reported."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        b0 = machine_busy()
+        time.sleep(2)
+        share = (machine_busy() - b0) / (2 * NCPU)
+        if share < 0.15 or time.monotonic() >= deadline:
+            return share
+        log(f"machine {share:.0%} busy with other work; waiting for it to settle")
+
+
+def main() -> None:
+    cfg = Config(scenarios=selected_scenarios())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    log(f"scenarios {cfg.scenarios}, {cfg.seconds} s each (+{cfg.warmup} s warm-up), database {cfg.db_name}")
+    admin_exec(
+        cfg, f'DROP DATABASE IF EXISTS "{cfg.db_name}" WITH (FORCE)', f'CREATE DATABASE "{cfg.db_name}"'
+    )
+    server = Server(cfg)
+    results: dict[str, dict] = {}
+    started = time.time()
+    try:
+        env = server_env(cfg)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        if cfg.demo_patients:
+            log(f"loading {cfg.demo_patients} demo patients as background data")
+            subprocess.run(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "generate_demo_data",
+                    "--patients",
+                    str(cfg.demo_patients),
+                    "--seed",
+                    "1",
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+            )
+        server.start()
+        busy_share = wait_for_quiet(env_int("BENCH_WAIT_QUIET", 60))
+        if busy_share >= 0.15:
+            log(f"WARNING: machine {busy_share:.0%} busy with other work; throughput will be understated")
+        log(f"gunicorn {' '.join(server.command()[1:])} (pid {server.proc.pid}, workers {server.workers()})")
+        runners = {
+            "CEIL_HTTP": scenario_ceiling_http,
+            "S2": scenario_read,
+            "S1": scenario_crud,
+            "S5": scenario_transaction,
+            "S6": scenario_import,
+            "CEIL_DB": scenario_ceiling_db,
+        }
+        for name in cfg.scenarios:
+            log(f"{name} ...")
+            res = runners[name](server, cfg)
+            results[name] = res
+            log(
+                f"{name}: {res['rate']} {res['unit']}, p99 {res.get('latency_ms', {}).get('p99', '-')} ms, "
+                f"errors {res.get('error_rate', 0):.2%}, CPU {res['cpu_s']}"
+            )
+        settings = pg_settings(cfg)
+    finally:
+        server.stop()
+        try:
+            admin_exec(cfg, f'DROP DATABASE IF EXISTS "{cfg.db_name}" WITH (FORCE)')
+        except psycopg.Error as exc:
+            log(f"could not drop {cfg.db_name}: {exc}")
+    add_ratios(results)
+    profiles = {}
+    for name in ("S1", "S6"):
+        path = RESULTS / f"{name}.speedscope.json"
+        if cfg.profile and path.exists():
+            profiles[name] = speedscope_hotspots(path)
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "commit": git_commit(),
+        "machine": {"cpus": NCPU, "cpu_model": cpu_model(), "kernel": platform.release()},
+        "postgres": settings,
+        "server": {
+            "command": " ".join(server.command()[1:]),
+            "worker_class": cfg.worker_class,
+            "workers": cfg.workers,
+            "threads": cfg.threads if cfg.worker_class == "gthread" else 1,
+            "settings": "bench.ceiling_settings (production + /bench/ping)",
+        },
+        "seconds_per_scenario": cfg.seconds,
+        "warmup_seconds": cfg.warmup,
+        "load_generator": f"wrk -t{cfg.wrk_threads} (Lua scripts in bench/lua)",
+        "results": results,
+        "goals": GOALS,
+        "anchors_per_core": {k: dict(v) for k, v in ANCHORS.items()},
+        "profiles": profiles,
+    }
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print_table(results, cfg)
+    for name, prof in profiles.items():
+        print(f"\npy-spy {name} (one worker, {int(prof['samples'])} samples), top self time:")
+        for item in prof["self"][:5]:
+            print(f"  {100 * item['share']:5.1f}%  {item['function']}")
+        print(f"py-spy {name}, top inclusive:")
+        for item in prof["inclusive"][:8]:
+            print(f"  {100 * item['share']:5.1f}%  {item['function']}")
+    print(f"\nWrote {(RESULTS / 'latest.json').relative_to(ROOT)} in {time.time() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()

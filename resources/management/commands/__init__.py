@@ -1,0 +1,1 @@
+"""Commands: generate_demo_data."""
