@@ -18,7 +18,7 @@ from django.utils import timezone
 from authz.context import AccessContext
 
 from . import definitions, fhirjson
-from .indexing import clear_index, index_resource
+from .indexing import clear_index, index_resources
 from .jsonpatch import apply_patch
 from .models import Resource, ResourceVersion
 from .outcomes import FhirError, bad_request, gone, not_found, precondition_failed
@@ -68,7 +68,9 @@ def _now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _checked_body(resource_type: str, body: object) -> dict:
+def checked_body(resource_type: str, body: object) -> dict:
+    """The body, if it is a valid resource of `resource_type`; FhirError(400) naming what is wrong."""
+    check_type(resource_type)
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object (a FHIR resource)", code="structure")
     body_type = body.get("resourceType")
@@ -84,18 +86,15 @@ def _checked_body(resource_type: str, body: object) -> dict:
     return body
 
 
-def _store(row: Resource, body: dict, *, method: str, fresh: bool) -> Stored:
-    """Write `body` as the row's next version; the caller has set row.version and holds the lock."""
+def _store(row: Resource, body: dict, *, method: str) -> Stored:
+    """Write `body` as the existing row's next version; the caller has set row.version and holds the lock."""
     now = _now()
     stored_body = fhirjson.with_meta(body, fhir_id=row.fhir_id, version=row.version, last_updated=now)
     text = fhirjson.dumps(stored_body)
     row.last_updated = now
     row.deleted = False
     row.body = text
-    if fresh:
-        row.save(force_insert=True)
-    else:
-        row.save(update_fields=["version", "last_updated", "deleted", "body"])
+    row.save(update_fields=["version", "last_updated", "deleted", "body"])
     ResourceVersion.objects.create(
         resource=row,
         resource_type=row.resource_type,
@@ -105,13 +104,45 @@ def _store(row: Resource, body: dict, *, method: str, fresh: bool) -> Stored:
         method=method,
         body=text,
     )
-    index_resource(row, stored_body, fresh=fresh)
+    index_resources([(row, stored_body)], fresh=False)
     return Stored(row.resource_type, row.fhir_id, row.version, now, text)
 
 
 def _insert(resource_type: str, fhir_id: str, body: dict, method: str) -> Stored:
-    row = Resource(resource_type=resource_type, fhir_id=fhir_id, version=1)
-    return _store(row, body, method=method, fresh=True)
+    return insert_many([(resource_type, fhir_id, body, method)])[0]
+
+
+def insert_many(items: list[tuple[str, str, dict, str]]) -> list[Stored]:
+    """Insert new resources (type, id, checked body, method) with one statement per table.
+
+    The bodies must have passed `checked_body`. Used for single creates and for the POST entries of
+    a transaction, which is where bulk writing pays.
+    """
+    now = _now()
+    rows, stored_bodies, texts = [], [], []
+    for resource_type, fhir_id, body, _method in items:
+        stored_body = fhirjson.with_meta(body, fhir_id=fhir_id, version=1, last_updated=now)
+        text = fhirjson.dumps(stored_body)
+        rows.append(
+            Resource(resource_type=resource_type, fhir_id=fhir_id, version=1, last_updated=now, body=text)
+        )
+        stored_bodies.append(stored_body)
+        texts.append(text)
+    Resource.objects.bulk_create(rows)
+    ResourceVersion.objects.bulk_create(
+        ResourceVersion(
+            resource=row,
+            resource_type=row.resource_type,
+            fhir_id=row.fhir_id,
+            version=1,
+            last_updated=now,
+            method=item[3],
+            body=row.body,
+        )
+        for row, item in zip(rows, items, strict=True)
+    )
+    index_resources(list(zip(rows, stored_bodies, strict=True)), fresh=True)
+    return [Stored(row.resource_type, row.fhir_id, 1, now, row.body) for row in rows]
 
 
 def _lock_row(resource_type: str, fhir_id: str) -> Resource | None:
@@ -149,7 +180,7 @@ def resource_create(
     `fhir_id` is for transactions, which assign ids before writing so references can be rewritten.
     """
     check_type(resource_type)
-    checked = _checked_body(resource_type, body)
+    checked = checked_body(resource_type, body)
     if if_none_exist:
         serialise_conditional(resource_type, if_none_exist)
         matches = find_matches(resource_type, if_none_exist)
@@ -175,7 +206,7 @@ def resource_update(
     check_type(resource_type)
     if not fhirjson.is_valid_id(fhir_id):
         raise bad_request(f"'{fhir_id}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})", code="invalid")
-    checked = _checked_body(resource_type, body)
+    checked = checked_body(resource_type, body)
     body_id = checked.get("id")
     if body_id is None:
         raise bad_request("The resource in an update must have an id", code="required", expression=("id",))
@@ -204,7 +235,7 @@ def resource_update(
         )
     status = 201 if row.deleted else 200
     row.version += 1
-    return WriteResult(_store(row, checked, method="PUT", fresh=False), status)
+    return WriteResult(_store(row, checked, method="PUT"), status)
 
 
 @transaction.atomic
@@ -250,9 +281,9 @@ def resource_patch(
     patched = apply_patch(fhirjson.loads(row.body), patch)
     if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
         raise bad_request("A patch may not change the resource type or id", code="invalid")
-    checked = _checked_body(resource_type, patched)
+    checked = checked_body(resource_type, patched)
     row.version += 1
-    return WriteResult(_store(row, checked, method="PATCH", fresh=False), 200)
+    return WriteResult(_store(row, checked, method="PATCH"), 200)
 
 
 @transaction.atomic
@@ -277,7 +308,7 @@ def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> 
         method="DELETE",
         body=None,
     )
-    clear_index(row)
+    clear_index([row])
     return WriteResult(Stored(resource_type, fhir_id, row.version, now, "", deleted=True), 204)
 
 

@@ -25,6 +25,8 @@ from .selectors import resource_read, resource_vread
 from .services import (
     Stored,
     check_type,
+    checked_body,
+    insert_many,
     new_id,
     resource_conditional_delete,
     resource_conditional_update,
@@ -150,14 +152,35 @@ def _transaction(ctx: AccessContext, raw_entries: list) -> list[EntryResult]:
             results[entry.index] = _run(ctx, entry)
     mapping, matched = _assign_ids(entries)
     _rewrite_references(entries, mapping)
+    for index, stored in matched.items():
+        results[index] = EntryResult(200, stored)
+    creates = [e for e in ordered if e.method == "POST" and e.index not in matched]
+    results.update(_create_all(creates))
     for entry in ordered:
-        if entry.method == "DELETE":
-            continue
-        if entry.index in matched:
-            results[entry.index] = EntryResult(200, matched[entry.index])
-            continue
-        results[entry.index] = _run(ctx, entry)
+        if entry.index not in results:
+            results[entry.index] = _run(ctx, entry)
     return [results[i] for i in range(len(entries))]
+
+
+def _create_all(entries: list[Entry]) -> dict[int, EntryResult]:
+    """The POST entries, whose ids are already assigned: validated one by one, written in bulk."""
+    items = []
+    for entry in entries:
+        try:
+            items.append(
+                (
+                    entry.resource_type,
+                    entry.fhir_id,
+                    checked_body(entry.resource_type, entry.resource),
+                    "POST",
+                )
+            )
+        except FhirError as exc:
+            raise _entry_error(entry.index, exc) from exc
+    stored = insert_many(items) if items else []
+    return {
+        entry.index: EntryResult(201, one, location=True) for entry, one in zip(entries, stored, strict=True)
+    }
 
 
 def _refuse_duplicates(entries: list[Entry]) -> None:

@@ -91,7 +91,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
     _db["ENGINE"] = "django.db.backends.postgresql"
     _db["CONN_MAX_AGE"] = _int_setting("DB_CONN_MAX_AGE", 600, minimum=0)
-    _db["CONN_HEALTH_CHECKS"] = True
+    # A health check costs a `SELECT 1` round trip on every request; off unless asked for.
+    _db["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
 else:
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL or SQLite")
 
