@@ -57,7 +57,7 @@ def search(
     )
     counted = rows.count() if total == "accurate" or count == 0 else None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not cursor.isdigit() or len(cursor) > 18:
             raise bad_request(f"Invalid paging cursor '{cursor}'")
         rows = rows.filter(pk__gt=int(cursor))
     page = list(

@@ -118,3 +118,18 @@ def test_format_xml_is_406(fhir):
 )
 def test_json_accept_variants(fhir, accept):
     assert fhir.get("metadata", headers={"Accept": accept}).status_code == 200
+
+
+@pytest.mark.parametrize("suffix", ["_history/99999999999999999999999", "_history/-1", "_history/1.5"])
+def test_absurd_version_ids_are_404(fhir, suffix):
+    created = fhir.create(PatientFactory())
+    assert fhir.get(f"Patient/{created['id']}/{suffix}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "query", ["_page=99999999999999999999999", "_page=1.2", "_count=99999999999999999999"]
+)
+def test_absurd_paging_values_do_not_fail(fhir, query):
+    fhir.create(PatientFactory())
+    assert fhir.get(f"Patient?{query}").status_code in (200, 400)
+    assert fhir.get(f"Patient/_history?{query}").status_code in (200, 400)
