@@ -134,6 +134,30 @@ class UriIndex(IndexRow):
         indexes = [models.Index(fields=["resource_type", "param", "value"], name="uri_lookup")]
 
 
+class CompositeIndex(IndexRow):
+    """composite (https://hl7.org/fhir/R4/search.html#composite): one row per combination of component
+    values taken from the same element (e.g. one Observation.component's code and value).
+
+    R4 composites are token+token, token+quantity, token+date, token+string, reference+token and
+    token+number+number. Component 1 is a token (system, code) or, for reference+token, the target
+    `Type/id` in `c1_code` with `c1_system` NULL. Component 2 fills the columns of its type; a third
+    (number) component goes to `c3_number`.
+    """
+
+    c1_system = models.CharField(max_length=255, null=True)
+    c1_code = models.CharField(max_length=255, null=True)
+    c2_system = models.CharField(max_length=255, null=True)
+    c2_code = models.CharField(max_length=255, null=True)
+    c2_number = models.DecimalField(max_digits=38, decimal_places=18, null=True)
+    c2_low = models.DateTimeField(null=True)
+    c2_high = models.DateTimeField(null=True)
+    c2_string = models.CharField(max_length=255, null=True)
+    c3_number = models.DecimalField(max_digits=38, decimal_places=18, null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["resource_type", "param", "c1_code"], name="composite_lookup")]
+
+
 class CompartmentMembership(models.Model):
     """One row per compartment (https://hl7.org/fhir/R4/compartmentdefinition.html) a resource is in."""
 
