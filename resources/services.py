@@ -145,6 +145,14 @@ def insert_many(items: list[tuple[str, str, dict, str]]) -> list[Stored]:
     return [Stored(row.resource_type, row.fhir_id, 1, now, row.body) for row in rows]
 
 
+def _check_version(expected: int | None, row: Resource) -> None:
+    """If-Match: the client's version must be the current one (http.html#concurrency)."""
+    if expected is not None and expected != row.version:
+        raise precondition_failed(
+            f"Version conflict: If-Match names version {expected}, the current version is {row.version}"
+        )
+
+
 def _lock_row(resource_type: str, fhir_id: str) -> Resource | None:
     return Resource.objects.select_for_update().filter(resource_type=resource_type, fhir_id=fhir_id).first()
 
@@ -229,10 +237,7 @@ def resource_update(
             row = _lock_row(resource_type, fhir_id)
             if row is None:
                 raise
-    if expected is not None and expected != row.version:
-        raise precondition_failed(
-            f"Version conflict: If-Match names version {expected}, the current version is {row.version}"
-        )
+    _check_version(expected, row)
     status = 201 if row.deleted else 200
     row.version += 1
     return WriteResult(_store(row, checked, method="PUT"), status)
@@ -274,10 +279,7 @@ def resource_patch(
         raise not_found(f"{resource_type}/{fhir_id} is not known")
     if row.deleted:
         raise gone(f"{resource_type}/{fhir_id} has been deleted")
-    if expected is not None and expected != row.version:
-        raise precondition_failed(
-            f"Version conflict: If-Match names version {expected}, the current version is {row.version}"
-        )
+    _check_version(expected, row)
     patched = apply_patch(fhirjson.loads(row.body), patch)
     if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
         raise bad_request("A patch may not change the resource type or id", code="invalid")
