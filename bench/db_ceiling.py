@@ -7,7 +7,9 @@ COMMIT. One transaction per resource, like a FHIR create. Bodies are S1-style Pa
 way the server stores them (compact JSON with id and meta). No Django, no HTTP, no validation: the gap
 between this and S5/S6 is the application's cost.
 
-Prints one JSON line: inserts, window seconds, inserts/s, and the client processes' CPU seconds.
+Prints one JSON line: inserts, window seconds, inserts/s, and the client processes' CPU seconds in the
+window. With --hold the connections stay open until a line arrives on stdin, so a caller can read the
+database's CPU counters before the backends exit.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _bodies(seed: int, count: int) -> list[tuple[str, str, list[tuple[str | None
     return out
 
 
-def _worker(dsn: str, seed: int, start: mp.Barrier, deadline_box, results) -> None:
+def _worker(dsn: str, seed: int, start: mp.Barrier, deadline_box, results, release) -> None:
     bodies = _bodies(seed, 2000)
     with psycopg.connect(dsn) as conn:
         start.wait()
@@ -81,6 +83,8 @@ def _worker(dsn: str, seed: int, start: mp.Barrier, deadline_box, results) -> No
                     conn.execute(INSERT_TOKEN, (row_id, "Patient", system, value))
             done += 1
         results.put((done, time.process_time() - cpu0))
+        # Keep the connection (and its backend) until the caller has read the CPU counters.
+        release.wait()
 
 
 def main() -> None:
@@ -89,14 +93,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="after printing the result, keep the connections open until a line (or EOF) on stdin",
+    )
     args = parser.parse_args()
 
     ctx = mp.get_context("fork")
     start = ctx.Barrier(args.procs + 1)
     deadline_box = ctx.Value("d", 0.0)
     results = ctx.Queue()
+    release = ctx.Event()
     procs = [
-        ctx.Process(target=_worker, args=(args.dsn, args.seed * 100 + i, start, deadline_box, results))
+        ctx.Process(
+            target=_worker, args=(args.dsn, args.seed * 100 + i, start, deadline_box, results, release)
+        )
         for i in range(args.procs)
     ]
     for p in procs:
@@ -106,8 +118,6 @@ def main() -> None:
     deadline_box.value = began + args.seconds
     start.wait()
     totals = [results.get() for _ in procs]
-    for p in procs:
-        p.join()
     window = time.monotonic() - began
     inserts = sum(t[0] for t in totals)
     print(
@@ -119,8 +129,14 @@ def main() -> None:
                 "client_cpu_s": sum(t[1] for t in totals),
                 "procs": args.procs,
             }
-        )
+        ),
+        flush=True,
     )
+    if args.hold:
+        sys.stdin.readline()
+    release.set()
+    for p in procs:
+        p.join()
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,7 +64,7 @@ class Config:
     warmup: int = env_int("BENCH_WARMUP", 3)
     scenarios: list[str] = field(default_factory=list)
     profile: bool = os.environ.get("BENCH_PROFILE", "0") not in ("", "0")
-    worker_class: str = os.environ.get("BENCH_WORKER_CLASS", "gthread")
+    worker_class: str = os.environ.get("BENCH_WORKER_CLASS", "sync")
     workers: int = env_int("BENCH_WORKERS", 4)
     threads: int = env_int("BENCH_THREADS", 4)
     db_name: str = os.environ.get("BENCH_DB", "fhirbench")
@@ -101,20 +103,24 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # CPU accounting from /proc.
 #
-# A process's CPU is utime+stime+cutime+cstime of /proc/<pid>/stat (clock ticks); cutime/cstime hold
-# the CPU of children it has reaped. Processes are keyed by (pid, start time) so a reused pid is a new
-# process. For a group whose parent is in the group (gunicorn master -> workers, postmaster ->
-# backends), the CPU used in a window is
-#     sum over processes alive at the end of (end - start), with start = 0 for processes born inside,
-#   - sum over processes alive at the start but gone at the end of their start value,
-# because a reaped child's whole lifetime CPU lands in its parent's cutime: that covers children born
-# and gone inside the window exactly, and for children gone during the window removes the part they
-# had used before it. What is missed: a child that exited but was not reaped yet (a few ticks).
+# A process's CPU is utime+stime of /proc/<pid>/stat (clock ticks, all its threads). The server is the
+# gunicorn master and its workers; the database is every `postgres` process except client backends of
+# other databases (other people's tests may use the same PostgreSQL): the postmaster, the background
+# processes (checkpointer, WAL writer, ...) and the backends connected to the bench database, told
+# apart by their process title ("postgres: 15/main: user db host(port) ...").
+#
+# A sampler thread reads /proc every 0.2 s during the window. Processes are keyed by (pid, start time).
+# A process's share is its last value seen minus its value at the window's start (0 if it was born
+# inside the window), so a process that exits inside the window counts up to its last sample: at most
+# 0.2 s of its CPU is missed, and a process born and gone between two samples is missed entirely.
+# cutime/cstime are not used: the postmaster's would include the backends of other databases.
 # ---------------------------------------------------------------------------------------------------
+
+_CLIENT_TITLE = re.compile(r"^postgres: (?:\S+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\])")
 
 
 def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(comm, ppid, starttime, cpu ticks incl. reaped children) of a process, None if it is gone."""
+    """(comm, ppid, starttime, utime+stime ticks) of a process, None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
@@ -123,10 +129,15 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
     comm = data[data.index("(") + 1 : data.rindex(")")]
     rest = data[data.rindex(")") + 2 :].split()
     # rest[0] is field 3 (state): field n is rest[n - 3].
-    ppid = int(rest[1])
-    cpu = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
-    starttime = int(rest[19])
-    return comm, ppid, starttime, cpu
+    return comm, int(rest[1]), int(rest[19]), int(rest[11]) + int(rest[12])
+
+
+def _title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _all_stats() -> dict[int, tuple[str, int, int, int]]:
@@ -139,25 +150,54 @@ def _all_stats() -> dict[int, tuple[str, int, int, int]]:
     return out
 
 
-def cpu_snapshot(gunicorn_pid: int | None) -> dict[str, dict[tuple[int, int], int]]:
-    stats = _all_stats()
-    groups: dict[str, dict[tuple[int, int], int]] = {"app": {}, "db": {}}
-    for pid, (comm, ppid, start, cpu) in stats.items():
-        if gunicorn_pid and (pid == gunicorn_pid or ppid == gunicorn_pid):
-            groups["app"][(pid, start)] = cpu
-        elif comm == "postgres":
-            groups["db"][(pid, start)] = cpu
-    return groups
+class CpuTracker:
+    """CPU seconds of the server ("app") and the database ("db") over a window; see above."""
 
+    def __init__(self, gunicorn_pid: int | None, db_name: str, interval: float = 0.2):
+        self.gunicorn_pid = gunicorn_pid
+        self.db_name = db_name
+        self.interval = interval
+        self.groups: dict[tuple[int, int], str | None] = {}  # key -> "app", "db" or None (not ours)
+        self.first: dict[tuple[int, int], int] = {}
+        self.last: dict[tuple[int, int], int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-def cpu_delta(before: dict, after: dict) -> dict[str, float]:
-    out = {}
-    for group in before:
-        b, a = before[group], after[group]
-        ticks = sum(v - b.get(k, 0) for k, v in a.items()) - sum(v for k, v in b.items() if k not in a)
-        out[group] = max(ticks, 0) / CLK_TCK
-    out["total"] = out["app"] + out["db"]
-    return out
+    def _group(self, pid: int, comm: str, ppid: int) -> str | None:
+        if self.gunicorn_pid and (pid == self.gunicorn_pid or ppid == self.gunicorn_pid):
+            return "app"
+        if comm == "postgres":
+            client = _CLIENT_TITLE.match(_title(pid))
+            return "db" if client is None or client.group(1) == self.db_name else None
+        return None
+
+    def _sample(self, initial: bool) -> None:
+        for pid, (comm, ppid, start, ticks) in _all_stats().items():
+            key = (pid, start)
+            if key not in self.groups:
+                self.groups[key] = self._group(pid, comm, ppid)
+                self.first[key] = ticks if initial else 0
+            if self.groups[key]:
+                self.last[key] = ticks
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample(initial=False)
+
+    def start(self) -> CpuTracker:
+        self._sample(initial=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample(initial=False)
+        out = {"app": 0.0, "db": 0.0}
+        for key, ticks in self.last.items():
+            out[self.groups[key]] += (ticks - self.first[key]) / CLK_TCK
+        out["total"] = out["app"] + out["db"]
+        return out
 
 
 def machine_busy() -> float:
@@ -223,9 +263,9 @@ def server_env(cfg: Config) -> dict:
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
     )
-    # The server must not pick up a developer's REDIS_URL etc. from .env: the bench runs embedded
-    # Celery/channels like a single-node deployment.
-    env.pop("REDIS_URL", None)
+    # The server must not pick up a developer's REDIS_URL from .env (settings only fill variables that
+    # are unset): the bench runs embedded Celery/channels like a single-node deployment.
+    env["REDIS_URL"] = ""
     return env
 
 
@@ -389,7 +429,7 @@ def run_wrk(
     offset = server.log_offset()
     profiler = None
     busy0 = machine_busy()
-    snap0 = cpu_snapshot(server.proc.pid)
+    tracker = CpuTracker(server.proc.pid, server.cfg.db_name).start()
     t0 = time.monotonic()
     with open(out_path, "w") as out:
         proc = subprocess.Popen(cmd, cwd=LUA, stdout=out, stderr=subprocess.STDOUT)
@@ -399,7 +439,7 @@ def run_wrk(
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - t0
-    snap1 = cpu_snapshot(server.proc.pid)
+    cpu = tracker.stop()
     busy1 = machine_busy()
     if profiler:
         finish_profiler(profiler)
@@ -412,7 +452,7 @@ def run_wrk(
     return Run(
         wrk=data,
         seconds=elapsed,
-        cpu=cpu_delta(snap0, snap1),
+        cpu=cpu,
         machine_busy_s=busy1 - busy0,
         loadgen_cpu_s=usage.ru_utime + usage.ru_stime,
         log_tail=log_tail,
@@ -432,7 +472,9 @@ def start_profiler(server: Server, name: str, seconds: int):
         return None
     duration = max(1, min(10, seconds - 2))
     procs = []
-    # Two workers at once: one to speedscope (for the hot-spot summary), one to an SVG flame graph.
+    # Two workers at once: one to speedscope with --gil (only samples holding the GIL: where the
+    # worker's Python CPU goes, the hot-spot summary), one to an SVG flame graph of wall time
+    # (waiting on PostgreSQL included).
     # py-spy samples at 100 Hz and pauses the worker while it reads the stack, so profiled runs are a
     # little slower; their numbers are marked in the results.
     outputs = [("speedscope", RESULTS / f"{name}.speedscope.json")]
@@ -441,7 +483,7 @@ def start_profiler(server: Server, name: str, seconds: int):
     time.sleep(1)  # let wrk reach steady state
     for (fmt, path), pid in zip(outputs, workers, strict=False):
         cmd = [str(pyspy), "record", "--pid", str(pid), "--duration", str(duration), "--format", fmt]
-        cmd += ["--output", str(path)]
+        cmd += ["--output", str(path)] + (["--gil"] if fmt == "speedscope" else [])
         procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), path, pid))
     return procs
 
@@ -455,32 +497,42 @@ def finish_profiler(procs) -> None:
             log(f"profile of worker {pid}: {path.relative_to(ROOT)}")
 
 
+def _is_project_file(file: str) -> bool:
+    return file.startswith(str(ROOT)) and "/.venv/" not in file and "/site-packages/" not in file
+
+
 def speedscope_hotspots(path: Path, top: int = 8) -> dict:
-    """Self and inclusive sample shares per function from a py-spy speedscope file."""
+    """Shares of sampled time per function (lines merged) from a py-spy speedscope file: `self` over
+    all code (where the time is spent), `inclusive` over the project's own functions (which of its
+    code paths that time belongs to)."""
     data = json.loads(path.read_text())
     frames = data["shared"]["frames"]
-    self_counts: dict[str, float] = {}
-    incl_counts: dict[str, float] = {}
+
+    def label(fr: dict) -> str:
+        file = fr.get("file", "") or ""
+        short = file.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+        return f"{fr['name']} ({short})"
+
+    self_time: dict[str, float] = {}
+    incl_time: dict[str, float] = {}
     total = 0.0
     for prof in data["profiles"]:
         for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
+            if not stack:
+                continue
             total += weight
-            names = []
-            for idx in stack:
-                fr = frames[idx]
-                file = fr.get("file", "") or ""
-                short = file.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
-                names.append(f"{fr['name']} ({short}:{fr.get('line', '')})")
-            if names:
-                self_counts[names[-1]] = self_counts.get(names[-1], 0) + weight
-            for name in set(names):
-                incl_counts[name] = incl_counts.get(name, 0) + weight
+            leaf = label(frames[stack[-1]])
+            self_time[leaf] = self_time.get(leaf, 0) + weight
+            for name in {
+                label(frames[i]) for i in stack if _is_project_file(frames[i].get("file", "") or "")
+            }:
+                incl_time[name] = incl_time.get(name, 0) + weight
 
-    def rank(counts):
+    def rank(counts: dict[str, float]) -> list[dict]:
         best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
         return [{"function": k, "share": round(v / total, 4)} for k, v in best]
 
-    return {"samples": total, "self": rank(self_counts), "inclusive": rank(incl_counts)}
+    return {"sampled_s": round(total, 2), "self": rank(self_time), "inclusive": rank(incl_time)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -654,23 +706,36 @@ def scenario_import(server: Server, cfg: Config) -> dict:
 
 def scenario_ceiling_db(server: Server, cfg: Config) -> dict:
     reset_store(cfg)
-    snap0 = cpu_snapshot(server.proc.pid)
     busy0 = machine_busy()
+    tracker = CpuTracker(server.proc.pid, cfg.db_name).start()
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "db_ceiling.py"), "--dsn", cfg.dsn(), "--seconds", str(cfg.seconds)],
+        [
+            sys.executable,
+            str(BENCH / "db_ceiling.py"),
+            "--dsn",
+            cfg.dsn(),
+            "--seconds",
+            str(cfg.seconds),
+            "--hold",
+        ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=ROOT,
     )
-    out_bytes = proc.stdout.read()
+    # db_ceiling.py prints its result when the insert loops end and keeps its connections open until
+    # told to go on, so the window closes before the backends exit (their CPU is all counted).
+    out_bytes = proc.stdout.readline()
+    cpu = tracker.stop()
+    busy1 = machine_busy()
+    proc.stdin.write(b"\n")
+    proc.stdin.close()
+    proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    snap1 = cpu_snapshot(server.proc.pid)
-    busy1 = machine_busy()
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not out_bytes.strip():
         raise RuntimeError(f"db_ceiling.py failed with {proc.returncode}")
-    data = json.loads(out_bytes.decode().strip().splitlines()[-1])
-    cpu = cpu_delta(snap0, snap1)
-    client = usage.ru_utime + usage.ru_stime
+    data = json.loads(out_bytes)
+    client = data["client_cpu_s"]
     return {
         "scenario": "CEIL_DB",
         "connections": data["procs"],
@@ -720,14 +785,14 @@ def add_ratios(results: dict) -> None:
             res["goal_met"] = ok
 
 
-def print_table(results: dict, cfg: Config) -> None:
+def print_table(results: dict, cfg: Config, results_commit: str) -> None:
     head = (
         f"{'scenario':<10}{'conns':>6}{'rate':>10} {'unit':<15}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
         f"{'err %':>7}{'CPU app':>8}{'CPU db':>7}{'per CPU-s':>10}{'vs ceil':>8}  goal"
     )
     print()
     print(
-        f"FHIR server bench: {cfg.seconds} s per scenario, gunicorn {cfg.worker_class} x{cfg.workers}"
+        f"FHIR server bench ({results_commit}): {cfg.seconds} s per scenario, gunicorn {cfg.worker_class} x{cfg.workers}"
         + (f" ({cfg.threads} threads)" if cfg.worker_class == "gthread" else "")
         + f", {NCPU} CPUs"
     )
@@ -758,7 +823,9 @@ def print_table(results: dict, cfg: Config) -> None:
     print()
     if any(r.get("contended") for r in results.values()):
         print("[other load]: other processes used >10% of the machine during that run; see other_cpu_s.")
-    print("CPU app = gunicorn master+workers (CEIL_DB: the psycopg client), CPU db = all postgres processes,")
+    print(
+        "CPU app = gunicorn master+workers (CEIL_DB: the psycopg client), CPU db = postgres (bench DB backends + background processes),"
+    )
     print(
         "per CPU-s = units per (app+db) CPU-second; vs ceil: S1/S2 vs CEIL_HTTP, S5/S6 resources/s vs CEIL_DB."
     )
@@ -790,10 +857,15 @@ def print_table(results: dict, cfg: Config) -> None:
 
 
 def git_commit() -> str:
+    """HEAD, with '+changes' when the work tree differs from it (the server runs what is on disk)."""
     try:
-        return subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        return head + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -830,6 +902,7 @@ def main() -> None:
     admin_exec(
         cfg, f'DROP DATABASE IF EXISTS "{cfg.db_name}" WITH (FORCE)', f'CREATE DATABASE "{cfg.db_name}"'
     )
+    commit = git_commit()  # what gunicorn will load: other people may change the tree during the run
     server = Server(cfg)
     results: dict[str, dict] = {}
     started = time.time()
@@ -868,6 +941,9 @@ def main() -> None:
             "CEIL_DB": scenario_ceiling_db,
         }
         for name in cfg.scenarios:
+            # Other work on the machine (tests of other people) takes CPU from the server: give it a
+            # short chance to finish before each scenario, too.
+            wait_for_quiet(env_int("BENCH_WAIT_QUIET_SCENARIO", 30))
             log(f"{name} ...")
             res = runners[name](server, cfg)
             results[name] = res
@@ -876,6 +952,12 @@ def main() -> None:
                 f"errors {res.get('error_rate', 0):.2%}, CPU {res['cpu_s']}"
             )
         settings = pg_settings(cfg)
+    except BaseException:
+        # The server's side of a failure (a 500 in setup, say) is in its log: show it with the traceback.
+        if server.log_path.exists():
+            tail = server.log_path.read_text(errors="replace").splitlines()[-40:]
+            log(f"last lines of {server.log_path.relative_to(ROOT)}:\n" + "\n".join(tail))
+        raise
     finally:
         server.stop()
         try:
@@ -890,7 +972,7 @@ def main() -> None:
             profiles[name] = speedscope_hotspots(path)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "commit": git_commit(),
+        "commit": commit,
         "machine": {"cpus": NCPU, "cpu_model": cpu_model(), "kernel": platform.release()},
         "postgres": settings,
         "server": {
@@ -908,13 +990,16 @@ def main() -> None:
         "anchors_per_core": {k: dict(v) for k, v in ANCHORS.items()},
         "profiles": profiles,
     }
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print_table(results, cfg)
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    (RESULTS / "latest.json").write_text(text)
+    # Earlier runs stay beside it, so a profiled or partial run does not erase the last full one.
+    (RESULTS / time.strftime("run-%Y%m%d-%H%M%S.json", time.localtime(started))).write_text(text)
+    print_table(results, cfg, commit)
     for name, prof in profiles.items():
-        print(f"\npy-spy {name} (one worker, {int(prof['samples'])} samples), top self time:")
+        print(f"\npy-spy {name} (one worker, {prof['sampled_s']} s of GIL-holding samples), top self time:")
         for item in prof["self"][:5]:
             print(f"  {100 * item['share']:5.1f}%  {item['function']}")
-        print(f"py-spy {name}, top inclusive:")
+        print(f"py-spy {name}, top inclusive (project code):")
         for item in prof["inclusive"][:8]:
             print(f"  {100 * item['share']:5.1f}%  {item['function']}")
     print(f"\nWrote {(RESULTS / 'latest.json').relative_to(ROOT)} in {time.time() - started:.0f} s.")
