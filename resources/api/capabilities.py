@@ -1,6 +1,10 @@
-"""capabilities: `GET [base]/metadata` (https://hl7.org/fhir/R4/http.html#capabilities).
+"""capabilities: `GET [base]/metadata` (https://hl7.org/fhir/R4/http.html#capabilities,
+https://hl7.org/fhir/R4/capabilitystatement.html).
 
-The statement is built from the shipped R4 definitions and lists only what this server does.
+The statement is built from the shipped R4 definitions and lists only what this server does: per
+type, every search parameter the search engine evaluates (criteria.supported_parameters) with its
+type and definition, the `_include`/`_revinclude` values it accepts, and `$everything` on Patient;
+at system level, search across types with the common parameters and the compartments it searches.
 """
 
 import functools
@@ -9,7 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from .. import definitions, fhirjson
-from ..search.conditional import SUPPORTED
+from ..search import include
+from ..search.criteria import supported_parameters
+from ..search.engine import COMMON_PARAMS
 from .http import base_url, json_response
 
 _INTERACTIONS = [
@@ -23,39 +29,57 @@ _INTERACTIONS = [
     "create",
     "search-type",
 ]
-_SEARCH_DOC = {
-    "_id": ("token", "Logical id of the resource"),
-    "identifier": ("token", "An identifier of the resource (system|value)"),
+_EVERYTHING = {
+    "name": "everything",
+    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+    "documentation": "The patient, their Patient compartment and the Organizations, Practitioners, "
+    "Medications, Locations... these refer to; _since, _type and _count supported",
 }
+_COMPARTMENT_URL = "http://hl7.org/fhir/CompartmentDefinition/{}"
+
+
+def _search_params(resource_type: str) -> list[dict]:
+    return [
+        {"name": code, "definition": param.url, "type": param.type}
+        for code, param in supported_parameters(resource_type).items()
+    ]
 
 
 @functools.cache
 def _rest_resources() -> tuple:
     out = []
     for resource_type in sorted(definitions.resource_types()):
-        params = definitions.search_parameters(resource_type)
-        search = [
-            {"name": code, "type": _SEARCH_DOC[code][0], "documentation": _SEARCH_DOC[code][1]}
-            | ({"definition": params[code].url} if code in params and params[code].url else {})
-            for code in SUPPORTED
-            if code == "_id" or code in params
-        ]
-        out.append(
-            {
-                "type": resource_type,
-                "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
-                "interaction": [{"code": code} for code in _INTERACTIONS],
-                "versioning": "versioned-update",
-                "readHistory": True,
-                "updateCreate": True,
-                "conditionalCreate": True,
-                "conditionalRead": "not-supported",
-                "conditionalUpdate": True,
-                "conditionalDelete": "single",
-                "searchParam": search,
-            }
-        )
+        entry = {
+            "type": resource_type,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+            "interaction": [{"code": code} for code in _INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "searchInclude": include.capability_includes(resource_type),
+            "searchRevInclude": include.capability_revincludes(resource_type),
+            "searchParam": _search_params(resource_type),
+        }
+        if not entry["searchRevInclude"]:
+            del entry["searchRevInclude"]
+        if resource_type == "Patient":
+            entry["operation"] = [_EVERYTHING]
+        out.append(entry)
     return tuple(out)
+
+
+@functools.cache
+def _system_search_params() -> tuple:
+    params = supported_parameters("Basic")
+    return tuple(
+        {"name": code, "definition": params[code].url, "type": params[code].type}
+        for code in COMMON_PARAMS
+        if code in params
+    )
 
 
 def capabilities(request: HttpRequest) -> HttpResponse:
@@ -74,7 +98,16 @@ def capabilities(request: HttpRequest) -> HttpResponse:
             {
                 "mode": "server",
                 "resource": list(_rest_resources()),
-                "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "search-system"},
+                    {"code": "history-system"},
+                ],
+                "searchParam": list(_system_search_params()),
+                "compartment": [
+                    _COMPARTMENT_URL.format(name.lower()) for name in sorted(definitions.compartments())
+                ],
             }
         ],
     }

@@ -3,7 +3,7 @@
 from django.http import HttpRequest, HttpResponse
 
 from ..outcomes import error
-from . import batch, capabilities, create, delete, history, patch, read, search, update
+from . import batch, capabilities, create, delete, everything, history, patch, read, search, update
 from .http import fhir_view
 
 
@@ -17,8 +17,17 @@ def _method_not_allowed(request: HttpRequest, allowed: str):
 
 @fhir_view
 def system(request: HttpRequest) -> HttpResponse:
+    if request.method in ("GET", "HEAD"):
+        return search.system_search(request)
     if request.method == "POST":
         return batch.batch(request)
+    raise _method_not_allowed(request, "GET, POST")
+
+
+@fhir_view
+def system_search(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return search.system_search(request)
     raise _method_not_allowed(request, "POST")
 
 
@@ -78,6 +87,34 @@ def instance(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResp
     if method == "DELETE":
         return delete.delete(request, resource_type, fhir_id)
     raise _method_not_allowed(request, "GET, PUT, PATCH, DELETE")
+
+
+@fhir_view
+def compartment(
+    request: HttpRequest, resource_type: str, fhir_id: str, member_type: str, post: bool = False
+) -> HttpResponse:
+    allowed = ("POST",) if post else ("GET", "HEAD")
+    if request.method in allowed:
+        return search.compartment_search(request, resource_type, fhir_id, member_type)
+    raise _method_not_allowed(request, allowed[0])
+
+
+@fhir_view
+def type_everything(request: HttpRequest, resource_type: str) -> HttpResponse:
+    return _everything(request, resource_type, None)
+
+
+@fhir_view
+def instance_everything(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+    return _everything(request, resource_type, fhir_id)
+
+
+def _everything(request: HttpRequest, resource_type: str, fhir_id: str | None) -> HttpResponse:
+    if resource_type != "Patient":
+        raise error(404, "not-found", f"No operation $everything on {resource_type} (only on Patient)")
+    if request.method in ("GET", "HEAD"):
+        return everything.everything(request, fhir_id)
+    raise _method_not_allowed(request, "GET")
 
 
 @fhir_view

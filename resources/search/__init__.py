@@ -1,5 +1,9 @@
-"""Search: parse a FHIR query string, plan it, and compile it to one SQL statement.
+"""Search (https://hl7.org/fhir/R4/search.html): criteria compiled to one SQL statement, and the
+result shaped around it.
 
-https://hl7.org/fhir/R4/search.html. Today `conditional` answers the `_id` and `identifier` criteria
-that conditional create/update/delete and transaction conditional references need.
+Criteria side: `criteria.build_criteria` turns `(name, value)` pairs into one `Q` over `Resource`;
+`params` reads names, modifiers, prefixes and escapes; `types/` holds one module per parameter type;
+`chain` compiles chained parameters and `_has`; `conditional` matches conditional interactions with
+strict handling. Result side: `engine` (entry point), `sort`, `paging`, `include`, `compartment`,
+`everything`.
 """

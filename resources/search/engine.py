@@ -1,23 +1,69 @@
-"""Type-level search entry point (https://hl7.org/fhir/R4/search.html).
+"""Search execution: the result side of https://hl7.org/fhir/R4/search.html.
 
-The criteria understood today are `_id` and `identifier` (see conditional.py); other parameters are
-reported back as not used, as the spec asks of a server that ignores a parameter. Results are ordered
-by insertion and keyset-paged, so a page boundary never shifts while rows are inserted.
+`search()` answers type-level, system-level (https://hl7.org/fhir/R4/search.html#all) and
+compartment searches (#compartments); `everything()` answers Patient `$everything`. The criteria
+(`name=...`, chains, `_has`...) are compiled by `criteria.build_criteria` into one `Q` over
+`Resource`; this module adds what shapes the result:
+
+- `_sort` (sort.py), `_count` and keyset paging with `next`/`previous` cursors (paging.py);
+- `_total=none|estimate|accurate` (#total): nothing is counted unless asked, except when the first
+  page is not full and the total is known for free; `estimate` reads the PostgreSQL planner's row
+  estimate (one EXPLAIN, no scan) and counts on SQLite;
+- `_include`/`_revinclude` (include.py), one SQL statement per level;
+- `_contained` is not supported: refused with `Prefer: handling=strict`, otherwise reported;
+- unknown parameters: refused with `Prefer: handling=strict`, otherwise reported as ignored (the
+  API puts them in an OperationOutcome entry and leaves them out of the `self` link).
+
+`_summary` and `_elements` shape bodies and are applied by the API; `_summary=count` arrives here
+as `count=0` with `total="accurate"`.
+
+Each page is one SQL statement over the index tables (plus one per include level); no rows are
+filtered in Python. Every query starts from `_scoped(ctx)`, the single place where the caller's
+access rules will narrow what search, includes and `$everything` can return.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Q, QuerySet
 
 from authz.context import AccessContext
 
+from .. import definitions
 from ..models import Resource
-from ..outcomes import bad_request
+from ..outcomes import Issue, bad_request
 from ..services import Stored, check_type
-from .conditional import SUPPORTED, criteria_filter
+from . import compartment as compartments
+from . import everything as record
+from . import include, paging, sort
+from .criteria import build_criteria
 
-# Result parameters handled by the API layer rather than as criteria.
-RESULT_PARAMS = {"_count", "_page", "_summary", "_elements", "_total", "_format", "_pretty"}
+# Parameters of the search framework rather than criteria (search.html#return, #paging, #summary).
+# `_count`, `_page`, `_total`, `_summary`, `_elements`, `_format` and `_pretty` are read by the API.
+RESULT_PARAMS = frozenset(
+    {
+        "_sort",
+        "_count",
+        "_page",
+        "_total",
+        "_summary",
+        "_elements",
+        "_contained",
+        "_containedType",
+        "_format",
+        "_pretty",
+        "_include",
+        "_revinclude",
+    }
+)
+# Parameters every resource type has: the only criteria of a system search without `_type`.
+COMMON_PARAMS = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+
+_FIELDS = ("pk", "resource_type", "fhir_id", "version", "last_updated", "body")
 
 
 @dataclass(frozen=True)
@@ -27,44 +73,354 @@ class SearchPage:
     total: int | None
     used: list[tuple[str, str]]
     ignored: list[str]
+    included: list[Stored] = field(default_factory=list)
+    previous_cursor: str | None = None
+    notes: list[Issue] = field(default_factory=list)  # warnings for the outcome entry
+
+
+@dataclass
+class _Plan:
+    condition: Q
+    keys: list[sort.SortKey]
+    directives: list[include.Directive]
+    used: list[tuple[str, str]]
+    ignored: list[str]
+    notes: list[Issue]
 
 
 def search(
     ctx: AccessContext,
     *,
-    resource_type: str,
+    resource_type: str | None,
     params: list[tuple[str, str]],
     count: int,
     cursor: str | None = None,
     total: str | None = None,
     strict: bool = False,
+    compartment: tuple[str, str] | None = None,
+    base_urls: tuple[str, ...] = (),
 ) -> SearchPage:
-    check_type(resource_type)
-    used, ignored = [], []
+    """One page of a search.
+
+    `resource_type` None searches every type (system search, narrowed by `_type`) or, with
+    `compartment=(type, id)`, every type of that compartment (`Patient/123/*`). `cursor` is the
+    `_page` value of a link this function produced; `total` is None, "none", "estimate" or "accurate".
+    `base_urls`: this server's base as the client sees it, so absolute references to local
+    resources match (criteria.build_criteria).
+    """
+    plan = _plan(resource_type, params, strict=strict, compartment=compartment, base_urls=base_urls)
+    return _execute(ctx, plan, count=count, cursor=cursor, total=total)
+
+
+def everything(
+    ctx: AccessContext,
+    *,
+    patient_id: str | None,
+    since: datetime | None,
+    types: list[str] | None,
+    count: int,
+    cursor: str | None = None,
+    total: str | None = None,
+    used: list[tuple[str, str]] | None = None,
+    ignored: list[str] | None = None,
+) -> SearchPage:
+    """One page of a patient record (everything.py), in insertion order. `used`/`ignored`: the
+    request's parameters as the API sorted them, reported back like a search's."""
+    for resource_type in types or ():
+        if resource_type not in definitions.resource_types():
+            raise bad_request(f"_type: unknown resource type '{resource_type}'", expression=("_type",))
+    condition = record.record(patient_id) & record.narrowing(since=since, types=types)
+    plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [])
+    return _execute(ctx, plan, count=count, cursor=cursor, total=total)
+
+
+def _scoped(ctx: AccessContext) -> QuerySet:
+    # The access-rule narrowing (Resource.objects.restrict(ctx, "search")) plugs in here.
+    return Resource.objects.all()
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def _plan(
+    resource_type: str | None,
+    params: list[tuple[str, str]],
+    *,
+    strict: bool,
+    compartment: tuple[str, str] | None,
+    base_urls: tuple[str, ...],
+) -> _Plan:
+    used: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    criteria: list[tuple[str, str]] = []
+    sort_values: list[str] = []
+    type_values: list[str] = []
+    includes: list[tuple[str, str]] = []
     for name, value in params:
-        if name in RESULT_PARAMS:
-            continue
-        if name in SUPPORTED:
+        base = name.split(":", 1)[0]
+        if base == "_type" and resource_type is None:
+            type_values.append(value)
             used.append((name, value))
+        elif include.is_include_param(name):
+            includes.append((name, value))
+        elif base in ("_contained", "_containedType"):
+            if _contained(name, value, strict=strict):
+                used.append((name, value))
+            else:
+                ignored.append(name)
+        elif base == "_sort" and name == base:
+            sort_values.append(value)
+            used.append((name, value))
+        elif base in RESULT_PARAMS and name == base:
+            used.append((name, value))
+        else:
+            criteria.append((name, value))
+
+    types = _types(resource_type, type_values, compartment)
+    if types is None:
+        condition, crit_used, crit_ignored = _common_criteria(criteria, strict=strict, base_urls=base_urls)
+        sort_types = [_ANY_TYPE]
+    else:
+        condition, crit_used, crit_ignored = _typed_criteria(
+            types, criteria, strict=strict, base_urls=base_urls
+        )
+        sort_types = types
+    if compartment is not None:
+        condition &= compartments.narrowing(*compartment, resource_type)
+    used += crit_used
+    ignored += crit_ignored
+
+    if types is None:
+        for value in sort_values:
+            for item in value.split(","):
+                if item.strip().lstrip("-") not in COMMON_PARAMS:
+                    raise bad_request(
+                        f"_sort '{item.strip()}': a search across all types sorts only by the common "
+                        f"parameters ({', '.join(COMMON_PARAMS)})",
+                        expression=("_sort",),
+                    )
+    keys = sort.parse_sort(sort_values, sort_types)
+
+    directives = []
+    for name, value in includes:
+        directive = include.parse(name, value, strict=strict)
+        if directive is None:
+            ignored.append(name)
+        else:
+            directives.append(directive)
+            used.append((name, value))
+    return _Plan(condition, keys, directives, used, list(dict.fromkeys(ignored)), [])
+
+
+# Common parameters are the same for every type; any concrete type resolves them.
+_ANY_TYPE = "Basic"
+# Common parameters answered from the Resource row rather than an index table.
+_ROW_PARAMS = ("_id", "_lastUpdated")
+
+
+def _types(
+    resource_type: str | None, type_values: list[str], compartment: tuple[str, str] | None
+) -> list[str] | None:
+    if compartment is not None:
+        compartments.check(compartment[0], resource_type)
+    if resource_type is not None:
+        check_type(resource_type)
+        return [resource_type]
+    if not type_values:
+        return compartments.member_types(compartment[0]) if compartment is not None else None
+    types: list[str] = []
+    for value in type_values:
+        for item in value.split(","):
+            name = item.strip()
+            if name not in definitions.resource_types():
+                raise bad_request(f"_type: unknown resource type '{name}'", expression=("_type",))
+            if compartment is not None:
+                compartments.check(compartment[0], name)
+            if name not in types:
+                types.append(name)
+    return types
+
+
+def _typed_criteria(
+    types: list[str], criteria: list[tuple[str, str]], *, strict: bool, base_urls: tuple[str, ...]
+) -> tuple[Q, list[tuple[str, str]], list[str]]:
+    """Criteria of each type, ORed; with several types a parameter must be known to all of them
+    (search.html#all), so one ignored by any type is ignored for all."""
+
+    def compile_all(pairs: list[tuple[str, str]]) -> list:
+        return [build_criteria(t, pairs, strict=strict, base_urls=base_urls) for t in types]
+
+    if len(types) > 1 and _row_only(criteria):
+        # The same condition for every type: one `resource_type IN (...)` instead of an OR per type.
+        compiled = build_criteria(types[0], criteria, strict=strict, base_urls=base_urls)
+        return Q(resource_type__in=types) & compiled.q, list(compiled.used), _names([compiled])
+    compiled = compile_all(criteria)
+    ignored = _names(compiled)
+    if ignored and len(types) > 1:
+        compiled = compile_all([(n, v) for n, v in criteria if n not in ignored])
+    used = list(compiled[0].used)
+    if not used:
+        return Q(resource_type__in=types) if len(types) > 1 else Q(resource_type=types[0]), used, ignored
+    condition = Q(resource_type=types[0]) & compiled[0].q
+    for resource_type, one in zip(types[1:], compiled[1:], strict=True):
+        condition |= Q(resource_type=resource_type) & one.q
+    return condition, used, ignored
+
+
+def _common_criteria(
+    criteria: list[tuple[str, str]], *, strict: bool, base_urls: tuple[str, ...]
+) -> tuple[Q, list[tuple[str, str]], list[str]]:
+    """Criteria of a search across every type: common parameters only (search.html#all)."""
+    ignored: list[str] = []
+    common: list[tuple[str, str]] = []
+    for name, value in criteria:
+        if name.split(":", 1)[0] in COMMON_PARAMS:
+            common.append((name, value))
         elif strict:
-            raise bad_request(f"Search parameter '{name}' is not supported", code="not-supported")
+            raise bad_request(
+                f"Search parameter '{name}' is not one of the common parameters "
+                f"({', '.join(COMMON_PARAMS)}) that a search across all types accepts; name the types "
+                "with _type",
+                code="not-supported",
+                expression=(name,),
+            )
         else:
             ignored.append(name)
-    rows = (
-        Resource.objects.filter(criteria_filter(resource_type, used))
-        if used
-        else Resource.objects.filter(resource_type=resource_type, deleted=False)
+    if _row_only(common):
+        # Answered from the Resource row's own columns: the same condition for every type.
+        compiled = build_criteria(_ANY_TYPE, common, strict=strict, base_urls=base_urls)
+        return compiled.q, list(compiled.used), ignored + _names([compiled])
+    # _tag, _profile, _security and _source live in index tables keyed by (resource_type, param),
+    # and the compiled lookups name the type, so each type gets its own alternative.
+    condition, used, more = _typed_criteria(
+        sorted(definitions.resource_types()), common, strict=strict, base_urls=base_urls
     )
-    counted = rows.count() if total == "accurate" or count == 0 else None
-    if cursor is not None:
-        if not cursor.isdigit() or len(cursor) > 18:
-            raise bad_request(f"Invalid paging cursor '{cursor}'")
-        rows = rows.filter(pk__gt=int(cursor))
-    page = list(
-        rows.order_by("pk").values_list("pk", "fhir_id", "version", "last_updated", "body")[: count + 1]
+    return condition, used, ignored + more
+
+
+def _row_only(criteria: list[tuple[str, str]]) -> bool:
+    return all(name.split(":", 1)[0] in _ROW_PARAMS for name, _ in criteria)
+
+
+def _names(compiled: list) -> list[str]:
+    out: list[str] = []
+    for criteria in compiled:
+        for item in criteria.ignored:
+            name = item[0] if isinstance(item, tuple) else item
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def _contained(name: str, value: str, *, strict: bool) -> bool:
+    """`_contained` (search.html#contained): only the default (`false`, containers) is offered."""
+    default = (name == "_contained" and value == "false") or (
+        name == "_containedType" and value == "container"
     )
-    next_cursor = str(page[count - 1][0]) if count and len(page) > count else None
-    if counted is None and cursor is None and len(page) <= count:
-        counted = len(page)  # the whole result fits on the first page: the total is free
-    matches = [Stored(resource_type, fid, ver, upd, body) for _pk, fid, ver, upd, body in page[:count]]
-    return SearchPage(matches, next_cursor, counted, used, ignored)
+    if default:
+        return True
+    if strict:
+        raise bad_request(
+            f"{name}={value} is not supported: this server searches container resources only",
+            code="not-supported",
+            expression=(name,),
+        )
+    return False
+
+
+# --- execution --------------------------------------------------------------------------------
+
+
+def _execute(
+    ctx: AccessContext, plan: _Plan, *, count: int, cursor: str | None, total: str | None
+) -> SearchPage:
+    keys = plan.keys
+    kinds = [key.kind for key in keys]
+    signature = paging.sort_signature([key.spec for key in keys] + kinds)
+    position = paging.decode(cursor, signature=signature, kinds=kinds) if cursor else None
+    rows = _scoped(ctx).filter(plan.condition, deleted=False)
+
+    if count == 0:
+        return SearchPage([], None, rows.count(), plan.used, plan.ignored, notes=plan.notes)
+
+    backward = position is not None and position.direction == paging.BACKWARD
+    page = rows.annotate(**sort.annotations(keys))
+    if position is not None:
+        page = page.filter(sort.beyond(keys, position))
+    aliases = [key.alias(i) for i, key in enumerate(keys)]
+    fetched = list(
+        page.order_by(*sort.ordering(keys, reverse=backward)).values_list(*_FIELDS, *aliases)[: count + 1]
+    )
+    more = len(fetched) > count
+    fetched = fetched[:count]
+    if backward:
+        fetched.reverse()
+
+    def cursor_at(row: tuple, direction: str) -> str:
+        values = sort.cursor_values(keys, row, len(_FIELDS))
+        return paging.encode(paging.Cursor(direction, values, row[0]), signature=signature, kinds=kinds)
+
+    next_cursor = previous_cursor = None
+    if fetched:
+        if backward:
+            next_cursor = cursor_at(fetched[-1], paging.FORWARD)
+            previous_cursor = cursor_at(fetched[0], paging.BACKWARD) if more else None
+        else:
+            next_cursor = cursor_at(fetched[-1], paging.FORWARD) if more else None
+            previous_cursor = cursor_at(fetched[0], paging.BACKWARD) if position is not None else None
+    if position is None and not more:
+        counted = len(fetched)  # the whole result is on this first page: the total is free
+    elif total == "accurate":
+        counted = rows.count()
+    elif total == "estimate":
+        counted = _estimate(rows)
+    else:
+        counted = None
+
+    notes = list(plan.notes)
+    included: list[Stored] = []
+    if plan.directives and fetched:
+        found, truncated = include.resolve(
+            lambda: _scoped(ctx),
+            plan.directives,
+            [include.Row(row[0], row[1], row[2]) for row in fetched],
+            _FIELDS,
+        )
+        included = [_stored(row) for row in found]
+        if truncated:
+            notes.append(
+                Issue(
+                    "too-costly",
+                    f"Only the first {len(found)} included resources are returned; narrow the search "
+                    "or lower _count",
+                    "warning",
+                )
+            )
+    return SearchPage(
+        [_stored(row) for row in fetched],
+        next_cursor,
+        counted,
+        plan.used,
+        plan.ignored,
+        included=included,
+        previous_cursor=previous_cursor,
+        notes=notes,
+    )
+
+
+def _stored(row: tuple) -> Stored:
+    _pk, resource_type, fhir_id, version, last_updated, body = row[:6]
+    return Stored(resource_type, fhir_id, version, last_updated, body)
+
+
+def _estimate(rows: QuerySet) -> int:
+    """The planner's row estimate on PostgreSQL (search.html#total allows an estimate)."""
+    if connection.vendor != "postgresql":
+        return rows.count()
+    sql, params = rows.values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])

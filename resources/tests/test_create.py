@@ -86,9 +86,9 @@ def test_conditional_create_with_several_matches_is_412(fhir):
 
 
 def test_conditional_create_refuses_criteria_it_cannot_evaluate(fhir):
-    response = fhir.post("Patient", PatientFactory(), headers={"If-None-Exist": "name=Doe"})
+    response = fhir.post("Patient", PatientFactory(), headers={"If-None-Exist": "colour=blue"})
     assert response.status_code == 400
-    assert "name" in response.json_body["issue"][0]["diagnostics"]
+    assert "colour" in response.json_body["issue"][0]["diagnostics"]
     assert not Resource.objects.exists()
 
 

@@ -55,6 +55,6 @@ def test_conditional_delete_several_matches_is_412(fhir):
 
 def test_conditional_delete_refuses_unknown_criteria(fhir):
     fhir.create(PatientFactory())
-    response = fhir.delete("Patient?family=Doe")
+    response = fhir.delete("Patient?colour=blue")
     assert response.status_code == 400
     assert Resource.objects.filter(deleted=False).count() == 1

@@ -1,0 +1,106 @@
+"""Search criteria to one Django `Q` over `Resource` (https://hl7.org/fhir/R4/search.html).
+
+Repeated parameters AND, comma-separated values OR (#combining). Each criterion is an EXISTS over
+the index table of its type (types/), chains and `_has` nest further subqueries (chain.py), so the
+caller's `Resource.objects.filter(resource_type=T, deleted=False).filter(criteria.q)` is one SQL
+statement, and nothing is queried while compiling.
+
+Handling (#errors): a parameter the server does not know or cannot evaluate is listed in `ignored`,
+or refused (400, not-supported) when the client asked for strict handling; a malformed value or
+modifier is refused (400) either way, naming the parameter and the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+from django.db.models import Q
+
+from .. import definitions
+from ..definitions import SearchParam
+from ..outcomes import FhirError, bad_request
+from . import chain, types
+from .context import Context, Param
+from .params import RESULT_PARAMS, InvalidSearch, UnknownParameter, alternatives, parse_name
+
+# Defined by R4 with no expression to index (full-text, named queries, geographic `near`).
+_UNEVALUABLE = frozenset({"_text", "_content", "_query"})
+
+
+@dataclass(frozen=True)
+class Criteria:
+    q: Q  # applies to Resource.objects.filter(resource_type=T, deleted=False)
+    used: list[tuple[str, str]] = field(default_factory=list)  # (name with modifier/chain, value)
+    ignored: list[str] = field(default_factory=list)  # unknown or unsupported parameter names
+
+
+@cache
+def supported_parameters(resource_type: str) -> dict[str, SearchParam]:
+    """The search parameters of a type this engine evaluates (read-only; for CapabilityStatement too).
+
+    Raises KeyError for an unknown resource type.
+    """
+    return {
+        code: definition
+        for code, definition in definitions.search_parameters(resource_type).items()
+        if definition.type != "special" and code not in _UNEVALUABLE and definition.expression
+    }
+
+
+def build_criteria(
+    resource_type: str,
+    params: list[tuple[str, str]],
+    *,
+    strict: bool,
+    base_urls: tuple[str, ...] = (),
+    target_scope: Callable[[str], Q] | None = None,
+) -> Criteria:
+    """Compile the criteria among `params` for a search of `resource_type`.
+
+    `base_urls`: this server's base URLs as the client sees them, so absolute references to local
+    resources match their `Type/id` (settings.FHIR_BASE_URL always counts). `target_scope(type)`:
+    narrowing applied to every resource a chain or `_has` reaches (the rule engine's hook).
+    """
+    ctx = Context(compile=_compile, base_urls=base_urls, target_scope=target_scope)
+    condition = Q()
+    used: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    for name, value in params:
+        if name in RESULT_PARAMS:
+            continue
+        try:
+            condition &= _compile(ctx, resource_type, name, value)
+        except UnknownParameter as exc:
+            if strict:
+                raise bad_request(
+                    f"Search parameter '{name}' is not supported for {resource_type}: {exc}",
+                    code="not-supported",
+                ) from exc
+            ignored.append(name)
+            continue
+        except InvalidSearch as exc:
+            raise _refusal(name, value, exc) from exc
+        used.append((name, value))
+    return Criteria(condition, used, ignored)
+
+
+def _refusal(name: str, value: str, exc: InvalidSearch) -> FhirError:
+    return bad_request(f"Invalid search parameter '{name}' with value '{value}': {exc}", code=exc.issue_code)
+
+
+def _compile(ctx: Context, resource_type: str, name: str, value: str) -> Q:
+    """One `name=value` on `resource_type`; raises UnknownParameter or InvalidSearch."""
+    if name.startswith("_has:"):
+        return chain.compile_has(ctx, resource_type, name, value)
+    parsed = parse_name(name)
+    definition = supported_parameters(resource_type).get(parsed.code)
+    if definition is None:
+        known = parsed.code in definitions.search_parameters(resource_type)
+        raise UnknownParameter("not evaluated by this server" if known else "no such parameter")
+    if parsed.chain is not None:
+        return chain.compile_chain(ctx, resource_type, definition, parsed.modifier, parsed.chain, value)
+    if not value:
+        raise InvalidSearch("empty value")
+    return types.compile(ctx, Param(resource_type, definition), parsed.modifier, alternatives(value))
