@@ -63,6 +63,11 @@ class ResourceVersion(models.Model):
         ]
 
 
+# On PostgreSQL a plain btree on varchar cannot serve `LIKE 'abc%'` unless the database collation is
+# C; the pattern operator class can, and still serves equality. Other databases ignore opclasses.
+_PATTERN = "varchar_pattern_ops"
+
+
 class IndexRow(models.Model):
     """Columns shared by every index table: which resource, its type, which search parameter."""
 
@@ -90,6 +95,9 @@ class TokenIndex(IndexRow):
     class Meta:
         indexes = [
             models.Index(fields=["resource_type", "param", "code", "system"], name="token_lookup"),
+            models.Index(
+                fields=["resource_type", "param", "text"], name="token_text", opclasses=["", "", _PATTERN]
+            ),
         ]
 
 
@@ -100,7 +108,12 @@ class StringIndex(IndexRow):
     exact = models.CharField(max_length=255)
 
     class Meta:
-        indexes = [models.Index(fields=["resource_type", "param", "value"], name="string_lookup")]
+        indexes = [
+            models.Index(
+                fields=["resource_type", "param", "value"], name="string_lookup", opclasses=["", "", _PATTERN]
+            ),
+            models.Index(fields=["resource_type", "param", "exact"], name="string_exact"),
+        ]
 
 
 class DateIndex(IndexRow):
@@ -110,7 +123,10 @@ class DateIndex(IndexRow):
     high = models.DateTimeField(null=True)
 
     class Meta:
-        indexes = [models.Index(fields=["resource_type", "param", "low", "high"], name="date_lookup")]
+        indexes = [
+            models.Index(fields=["resource_type", "param", "low", "high"], name="date_lookup"),
+            models.Index(fields=["resource_type", "param", "high"], name="date_high"),
+        ]
 
 
 class NumberIndex(IndexRow):
@@ -140,7 +156,7 @@ class ReferenceIndex(IndexRow):
 
     class Meta:
         indexes = [
-            models.Index(fields=["target_type", "target_id", "param"], name="reference_target"),
+            models.Index(fields=["target_type", "target_id", "param", "resource_type"], name="reference_target"),
             models.Index(fields=["resource_type", "param", "url"], name="reference_url"),
         ]
 
@@ -149,7 +165,11 @@ class UriIndex(IndexRow):
     value = models.CharField(max_length=512)
 
     class Meta:
-        indexes = [models.Index(fields=["resource_type", "param", "value"], name="uri_lookup")]
+        indexes = [
+            models.Index(
+                fields=["resource_type", "param", "value"], name="uri_lookup", opclasses=["", "", _PATTERN]
+            )
+        ]
 
 
 class CompositeIndex(IndexRow):
