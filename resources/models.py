@@ -156,7 +156,9 @@ class ReferenceIndex(IndexRow):
 
     class Meta:
         indexes = [
-            models.Index(fields=["target_type", "target_id", "param", "resource_type"], name="reference_target"),
+            models.Index(
+                fields=["target_type", "target_id", "param", "resource_type"], name="reference_target"
+            ),
             models.Index(fields=["resource_type", "param", "url"], name="reference_url"),
         ]
 
