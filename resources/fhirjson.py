@@ -23,6 +23,9 @@ def _refuse_constant(name: str):
 
 def loads(text: str | bytes) -> object:
     """Parse JSON text; raises FhirError(400) with the position of the first error."""
+    if (b"\\u0000" if isinstance(text, bytes) else "\\u0000") in text:
+        # PostgreSQL text cannot hold NUL, and FHIR strings have no use for it.
+        raise bad_request("The JSON contains a NUL character (\\u0000), which cannot be stored", code="value")
     try:
         return simplejson.loads(text, use_decimal=True, parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:

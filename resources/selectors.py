@@ -13,6 +13,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from authz.context import AccessContext
 
+from . import fhirjson
 from .models import Resource, ResourceVersion
 from .outcomes import bad_request, gone, not_found
 from .services import Stored, check_type
@@ -42,7 +43,7 @@ def _aware(moment: datetime) -> datetime:
 
 def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> Stored:
     check_type(resource_type)
-    row = _fetch_one(_READ_SQL, [resource_type, fhir_id])
+    row = _fetch_one(_READ_SQL, [resource_type, fhir_id]) if fhirjson.is_valid_id(fhir_id) else None
     if row is None:
         raise not_found(f"{resource_type}/{fhir_id} is not known")
     version, last_updated, deleted, body = row
@@ -55,7 +56,7 @@ def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> St
 
 def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, version: str) -> Stored:
     check_type(resource_type)
-    if not version.isdigit() or len(version) > 9:  # beyond any stored version (and int4)
+    if not version.isdigit() or len(version) > 9 or not fhirjson.is_valid_id(fhir_id):
         raise not_found(f"{resource_type}/{fhir_id} has no version '{version}'")
     row = _fetch_one(_VREAD_SQL, [resource_type, fhir_id, int(version)])
     if row is None:
@@ -115,6 +116,8 @@ def resource_history(
         check_type(resource_type)
         versions = versions.filter(resource_type=resource_type)
     if fhir_id is not None:
+        if not fhirjson.is_valid_id(fhir_id):
+            raise not_found(f"{resource_type}/{fhir_id} is not known")
         versions = versions.filter(fhir_id=fhir_id)
         if not Resource.objects.filter(resource_type=resource_type, fhir_id=fhir_id).exists():
             raise not_found(f"{resource_type}/{fhir_id} is not known")

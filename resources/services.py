@@ -164,6 +164,8 @@ _SAVE_SQL = f"UPDATE {Resource._meta.db_table} SET version = %s, last_updated = 
 
 def _lock_row(resource_type: str, fhir_id: str) -> Resource | None:
     """The Resource row, locked until the transaction ends (SQLite: writers are serialised anyway)."""
+    if not fhirjson.is_valid_id(fhir_id):
+        return None  # no such row can exist; and PostgreSQL refuses some such text (NUL) outright
     sql = _LOCK_SQL + (" FOR UPDATE" if connection.features.has_select_for_update else "")
     with connection.cursor() as cursor:
         cursor.execute(sql, [resource_type, fhir_id])

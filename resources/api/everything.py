@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
-from .. import fhirdates
-from ..outcomes import bad_request
+from .. import fhirdates, fhirjson
+from ..outcomes import bad_request, not_found
 from ..search import everything as record
 from ..search.engine import everything as run_everything
 from .http import base_url, context
@@ -20,6 +20,8 @@ _KNOWN = {*record.PARAMS, PAGE_PARAM, "_total", "_summary", "_elements", "_forma
 
 
 def everything(request: HttpRequest, fhir_id: str | None = None) -> HttpResponse:
+    if fhir_id is not None and not fhirjson.is_valid_id(fhir_id):
+        raise not_found(f"Patient/{fhir_id} is not known")
     params = request_params(request)
     used, ignored = [], []
     for name, value in params:

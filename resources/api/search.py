@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl
 from django.http import HttpRequest, HttpResponse
 
 from .. import fhirjson
-from ..outcomes import Issue, bad_request, error, operation_outcome
+from ..outcomes import Issue, bad_request, error, not_found, operation_outcome
+from ..search.criteria import refuse_nul
 from ..search.engine import SearchPage
 from ..search.engine import search as run_search
 from ..services import Stored
@@ -40,6 +41,8 @@ def request_params(request: HttpRequest) -> list[tuple[str, str]]:
             params += parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError as exc:
             raise bad_request("The search form is not UTF-8") from exc
+    for name, value in params:
+        refuse_nul(name, value)  # result parameters (_sort, _include...) reach SQL too
     return params
 
 
@@ -80,6 +83,8 @@ def system_search(request: HttpRequest) -> HttpResponse:
 def compartment_search(
     request: HttpRequest, compartment_type: str, compartment_id: str, member_type: str
 ) -> HttpResponse:
+    if not fhirjson.is_valid_id(compartment_id):
+        raise not_found(f"{compartment_type}/{compartment_id} is not known")
     return _search(
         request,
         f"/{compartment_type}/{compartment_id}/{member_type}",

@@ -49,6 +49,12 @@ def supported_parameters(resource_type: str) -> dict[str, SearchParam]:
     }
 
 
+def refuse_nul(name: str, value: str) -> None:
+    """A NUL character can be neither stored nor compared by PostgreSQL: refuse it up front."""
+    if "\x00" in name or "\x00" in value:
+        raise bad_request(f"Search parameter '{name.replace(chr(0), '?')}' contains a NUL character")
+
+
 def build_criteria(
     resource_type: str,
     params: list[tuple[str, str]],
@@ -68,6 +74,7 @@ def build_criteria(
     used: list[tuple[str, str]] = []
     ignored: list[str] = []
     for name, value in params:
+        refuse_nul(name, value)
         if name in RESULT_PARAMS:
             continue
         try:

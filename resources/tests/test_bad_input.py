@@ -106,3 +106,29 @@ def test_unexpected_error_is_500_outcome_without_traceback(fhir, monkeypatch):
     assert response.json_body["resourceType"] == "OperationOutcome"
     assert b"secret internals" not in response.content
     assert b"Traceback" not in response.content
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "Patient/a%00b",
+        "Patient/a%00b/_history/1",
+        "Patient/a%00b/_history",
+        "Patient/a%00b/Observation",
+        "Patient/a%00b/$everything",
+        "Patient?address-city=%00",
+        "Patient?_sort=%00",
+        "Patient?name%00=x",
+    ],
+)
+def test_nul_characters_are_refused_not_500(fhir, url):
+    response = fhir.get(url)
+    assert response.status_code in (400, 404)
+    assert response.json_body["resourceType"] == "OperationOutcome"
+
+
+def test_nul_in_body_is_400(fhir):
+    response = fhir.post("Patient", b'{"resourceType":"Patient","name":[{"family":"a\\u0000b"}]}')
+    assert_outcome(response, 400)
+    response = fhir.put("Patient/a%00b", PatientFactory(id="x"))
+    assert response.status_code == 400
