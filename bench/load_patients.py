@@ -87,7 +87,11 @@ def main() -> None:
         with transaction.atomic():
             insert_many(items)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"patients": args.count, "seconds": round(seconds, 2), "per_s": round(args.count / seconds, 1)}))
+    print(
+        json.dumps(
+            {"patients": args.count, "seconds": round(seconds, 2), "per_s": round(args.count / seconds, 1)}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -112,18 +112,7 @@ def test_terminology_modifiers_are_refused_not_faked(modifier):
     assert f"code:{modifier}" in diagnostics(error)
 
 
-def test_of_type_is_refused_while_identifier_types_are_not_indexed():
-    fields = {f.name for f in TokenIndex._meta.get_fields()}
-    if {"type_system", "type_code"} <= fields:
-        pytest.skip("identifier types are indexed: covered by test_of_type")
-    error = refused("Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|1")
-    assert error.issues[0].code == "not-supported"
-
-
 def test_of_type():
-    fields = {f.name for f in TokenIndex._meta.get_fields()}
-    if not {"type_system", "type_code"} <= fields:
-        pytest.skip("identifier types are not indexed yet")
     v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
     mr = resource("Patient", "mr")
     index(TokenIndex, mr, "identifier", system="urn:h", code="446053", type_system=v2, type_code="MR")
