@@ -971,7 +971,9 @@ def scenario_search_mix(server: Server, cfg: Config) -> dict:
     plans = run_explain(cfg, queries)
     out["explain"] = plans
     out["explain_file"] = str((RESULTS / "explain-S3.txt").relative_to(ROOT))
-    out["queries_missing_index"] = [p["name"] for p in plans if p["misses_index"] or not p["uses_index"]]
+    out["queries_missing_index"] = [
+        p["name"] for p in plans if p.get("error") or p["misses_index"] or not p["uses_index"]
+    ]
     return out
 
 
@@ -1279,7 +1281,7 @@ def print_search_details(results: dict) -> None:
         print(
             f"S3: {s3['query_kinds']} query kinds, uniform mix, _count=20. Per kind, alone (sequential client):"
         )
-        plans = {p["name"]: p for p in s3.get("explain", [])}
+        plans = {p["name"]: p for p in s3.get("explain", []) if not p.get("error")}
         for q in s3.get("per_query", []):
             plan = plans.get(q["kind"], {})
             idx = sorted({i for st in plan.get("statements", []) for i in st["indexes"]})

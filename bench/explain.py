@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SEQ_SCAN_ROWS = 10_000
+# A plan gone wrong (stale statistics) can run for minutes: cap each statement and report the timeout.
+STATEMENT_TIMEOUT_MS = 60_000
 _INDEX = re.compile(r"(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\S+)")
 _SEQ = re.compile(r"Seq Scan on (\S+)")
 _EXEC = re.compile(r"Execution Time: ([\d.]+) ms")
@@ -85,14 +87,27 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.db import OperationalError, connection
+
+    with connection.cursor() as cur:
+        cur.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
     rows = table_rows()
     summary = []
     with open(out_path, "w") as out:
         for query in queries:
             out.write(f"{'=' * 100}\n{query['name']}: GET /fhir{query['path']}\n")
             statements = []
-            for number, sql in enumerate(run_search(query["path"]), 1):
-                plan = explain(sql)
+            try:
+                captured = run_search(query["path"])
+            except OperationalError as exc:  # statement_timeout (the search itself)
+                out.write(f"\nsearch failed: {exc}\n\n")
+                summary.append({"name": query["name"], "path": query["path"], "error": str(exc).strip()})
+                continue
+            for number, sql in enumerate(captured, 1):
+                try:
+                    plan = explain(sql)
+                except OperationalError as exc:
+                    plan = [f"EXPLAIN failed: {str(exc).strip()}"]
                 out.write(f"\n-- statement {number}\n{sql}\n\n" + "\n".join(plan) + "\n")
                 text = "\n".join(plan)
                 seq = sorted(set(_SEQ.findall(text)))
@@ -113,8 +128,9 @@ def main() -> None:
                     "path": query["path"],
                     "statements": statements,
                     "execution_ms": round(sum(s["execution_ms"] or 0 for s in statements), 3),
-                    "uses_index": all(s["indexes"] for s in statements),
+                    "uses_index": bool(statements) and all(s["indexes"] for s in statements),
                     "misses_index": any(s["seq_scans_large"] for s in statements),
+                    "error": None,
                 }
             )
     print(json.dumps(summary))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.db import transaction
@@ -59,6 +60,9 @@ class EntryResult:
     stored: Stored | None = None
     location: bool = False
     outcome: dict | None = None
+    # A GET search entry: (resource type, parameters), run by the API layer when it renders the
+    # response, after the writes of the bundle are committed.
+    search: tuple[str, list[tuple[str, str]]] | None = None
 
 
 def process_bundle(ctx: AccessContext, bundle: object) -> tuple[str, list[EntryResult]]:
@@ -392,8 +396,13 @@ def _read_entry(ctx: AccessContext, entry: Entry) -> EntryResult:
     if len(parts) == 4 and parts[2] == "_history":
         stored = resource_vread(ctx, resource_type=parts[0], fhir_id=parts[1], version=parts[3])
         return EntryResult(200, stored)
+    if len(parts) == 1:
+        check_type(parts[0])
+        try:
+            params = parse_qsl(entry.query or "", keep_blank_values=True, strict_parsing=bool(entry.query))
+        except ValueError as exc:
+            raise bad_request(f"Malformed search '{entry.url}'") from exc
+        return EntryResult(200, search=(parts[0], params))
     raise error(
-        501 if len(parts) == 1 else 400,
-        "not-supported",
-        f"GET '{entry.url}' in a Bundle: only read and vread are supported here",
+        400, "not-supported", f"GET '{entry.url}' in a Bundle: only read, vread and type search are supported"
     )

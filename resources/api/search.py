@@ -127,8 +127,20 @@ def render(
     summary: str | None,
     mode_of: Callable[[Stored], str] | None = None,
 ) -> HttpResponse:
-    """The searchset Bundle of one page: matches, included resources, then the outcome entry."""
-    base = base_url(request)
+    text = searchset(base_url(request), page, url, params, summary=summary, mode_of=mode_of)
+    return json_response(text, 200, request)
+
+
+def searchset(
+    base: str,
+    page: SearchPage,
+    url: str,
+    params: list[tuple[str, str]],
+    *,
+    summary: str | None,
+    mode_of: Callable[[Stored], str] | None = None,
+) -> str:
+    """The searchset Bundle text of one page: matches, included resources, then the outcome entry."""
     elements = last(params, "_elements")
     entries = [
         _entry(base, stored, mode_of(stored) if mode_of else "match", summary, elements)
@@ -144,7 +156,7 @@ def render(
     understood = set(page.used)
     kept = [(k, v) for k, v in params if (k, v) in understood]
     links = page_links(url, kept, page.next_cursor, page.previous_cursor, first=True)
-    return json_response(bundles.bundle("searchset", entries, total=page.total, links=links), 200, request)
+    return bundles.bundle("searchset", entries, total=page.total, links=links)
 
 
 def _entry(base: str, stored: Stored, mode: str, summary: str | None, elements: str | None) -> str:

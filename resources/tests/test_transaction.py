@@ -209,3 +209,19 @@ def test_malformed_bundles_are_400(fhir, bundle):
 def test_unknown_type_in_entry_is_404(fhir):
     bundle = tx(post({"resourceType": "Spaceship"}))
     assert fhir.post("", bundle).status_code == 404
+
+
+def test_get_search_entry_sees_the_writes_of_the_transaction(fhir):
+    bundle = tx(
+        post(PatientFactory(identifier=[{"system": "urn:tx", "value": "s1"}])),
+        {"request": {"method": "GET", "url": "Patient?identifier=urn:tx|s1"}},
+        {"request": {"method": "GET", "url": "Patient?birthdate=notadate"}},
+    )
+    response = fhir.post("", bundle)
+    assert response.status_code == 200, response.json_body
+    created, found, refused = response.json_body["entry"]
+    assert found["response"]["status"] == "200 OK"
+    assert found["resource"]["type"] == "searchset"
+    assert [e["resource"]["id"] for e in found["resource"]["entry"]] == [created["resource"]["id"]]
+    assert refused["response"]["status"] == "400 Bad Request"
+    assert refused["response"]["outcome"]["resourceType"] == "OperationOutcome"
