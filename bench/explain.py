@@ -31,6 +31,7 @@ SEQ_SCAN_ROWS = 10_000
 # A plan gone wrong (stale statistics) can run for minutes: cap each statement and report the timeout.
 STATEMENT_TIMEOUT_MS = 60_000
 _INDEX = re.compile(r"(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\S+)")
+_GENERIC_INDEX = re.compile(r"_pkey$|_resource_id_[0-9a-f]+$")
 _SEQ = re.compile(r"Seq Scan on (\S+)")
 _EXEC = re.compile(r"Execution Time: ([\d.]+) ms")
 
@@ -112,9 +113,14 @@ def main() -> None:
                 text = "\n".join(plan)
                 seq = sorted(set(_SEQ.findall(text)))
                 exec_ms = _EXEC.search(text)
+                indexes = sorted(set(_INDEX.findall(text)))
                 statements.append(
                     {
-                        "indexes": sorted(set(_INDEX.findall(text))),
+                        "indexes": indexes,
+                        # The index-table lookups (token_lookup, string_exact, reference_target...), as
+                        # opposed to the primary key and the per-resource foreign-key indexes: a plan
+                        # using only those walks resources in id order and probes each one's rows.
+                        "lookup_indexes": [i for i in indexes if not _GENERIC_INDEX.search(i)],
                         "seq_scans": seq,
                         "seq_scans_large": [t for t in seq if rows.get(t, 0) > SEQ_SCAN_ROWS],
                         "execution_ms": float(exec_ms.group(1)) if exec_ms else None,
@@ -129,6 +135,8 @@ def main() -> None:
                     "statements": statements,
                     "execution_ms": round(sum(s["execution_ms"] or 0 for s in statements), 3),
                     "uses_index": bool(statements) and all(s["indexes"] for s in statements),
+                    # The first statement selects the matches; includes follow.
+                    "uses_lookup_index": bool(statements) and bool(statements[0]["lookup_indexes"]),
                     "misses_index": any(s["seq_scans_large"] for s in statements),
                     "error": None,
                 }

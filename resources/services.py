@@ -18,6 +18,7 @@ from django.utils import timezone
 from authz.context import AccessContext
 
 from . import definitions, fhirjson
+from .fhirpathpatch import apply_fhirpath_patch
 from .indexing import clear_index, index_resources
 from .jsonpatch import apply_patch
 from .models import Resource, ResourceVersion
@@ -321,7 +322,9 @@ def resource_patch(
     if row.deleted:
         raise gone(f"{resource_type}/{fhir_id} has been deleted")
     _check_version(expected, row)
-    patched = apply_patch(fhirjson.loads(row.body), patch)
+    current = fhirjson.loads(row.body)
+    # A JSON Patch is an array of operations; a FHIRPath Patch is a Parameters resource.
+    patched = apply_fhirpath_patch(current, patch) if isinstance(patch, dict) else apply_patch(current, patch)
     if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
         raise bad_request("A patch may not change the resource type or id", code="invalid")
     checked = checked_body(resource_type, patched)

@@ -376,14 +376,21 @@ def _dispatch(ctx: AccessContext, entry: Entry) -> EntryResult:
 
 
 def _patch_document(entry: Entry) -> object:
-    """In a Bundle a JSON Patch travels as a Binary resource (http.html#patch)."""
-    binary = entry.resource
-    if not isinstance(binary, dict) or binary.get("resourceType") != "Binary":
-        raise error(415, "not-supported", "A PATCH entry carries its JSON Patch as a Binary resource")
-    if binary.get("contentType") != "application/json-patch+json":
-        raise error(415, "not-supported", "Only JSON Patch (application/json-patch+json) is supported")
+    """In a Bundle a FHIRPath Patch is the Parameters resource itself; a JSON Patch travels as a
+    Binary resource (http.html#patch)."""
+    body = entry.resource
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        return body
+    if not isinstance(body, dict) or body.get("resourceType") != "Binary":
+        raise error(
+            415,
+            "not-supported",
+            "A PATCH entry carries a Parameters (FHIRPath Patch) or a Binary (JSON Patch)",
+        )
+    if body.get("contentType") != "application/json-patch+json":
+        raise error(415, "not-supported", "A Binary patch must be JSON Patch (application/json-patch+json)")
     try:
-        return fhirjson.loads(base64.b64decode(binary.get("data", ""), validate=True))
+        return fhirjson.loads(base64.b64decode(body.get("data", ""), validate=True))
     except (binascii.Error, ValueError) as exc:
         raise bad_request("The Binary's data is not base64") from exc
 

@@ -93,7 +93,7 @@ def capabilities(request: HttpRequest) -> HttpResponse:
         "implementation": {"description": "fhirplatform FHIR R4 server", "url": base_url(request)},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",

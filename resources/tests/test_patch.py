@@ -66,8 +66,8 @@ def test_malformed_patches_are_400(fhir, ops):
 
 def test_patch_needs_json_patch_content_type(fhir):
     created = fhir.create(PatientFactory())
-    response = fhir.patch(f"Patient/{created['id']}", [], content_type="application/fhir+json")
-    assert response.status_code == 415
+    assert fhir.patch(f"Patient/{created['id']}", [], content_type="text/plain").status_code == 415
+    assert fhir.patch(f"Patient/{created['id']}", [], content_type="application/fhir+json").status_code == 400
 
 
 def test_patch_with_if_match(fhir):
