@@ -16,8 +16,11 @@ the ORM would.
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from ..models import (
@@ -168,8 +171,16 @@ def _postgresql_statement(
     statement = main
     if ctes:
         statement = "WITH " + ", ".join(f"w{i} AS ({cte})" for i, cte in enumerate(ctes)) + " " + main
-    with conn.cursor() as cursor:
+    # Numbered placeholders through psycopg's raw cursor: for a long statement with many
+    # parameters, psycopg's own `%s` parsing cost more than the database work when profiled.
+    numbers = itertools.count(1)
+    statement = _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", statement)
+    conn.ensure_connection()
+    with psycopg.RawCursor(conn.connection) as cursor:
         cursor.execute(statement, params)
+
+
+_PLACEHOLDER = re.compile(r"%s")
 
 
 def _copy(conn, table: str, rows: list[tuple]) -> None:
