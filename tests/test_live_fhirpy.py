@@ -93,3 +93,26 @@ def test_history_and_metadata_over_http(live_server_url):
     assert history["type"] == "history"
     xml = requests.get(f"{live_server_url}/metadata", headers={"Accept": "application/fhir+xml"})
     assert xml.status_code == 406
+
+
+def test_search_features_with_fhirpy(client):
+    organization = client.resource("Organization", name="Clinique Saint-Éloi", active=True)
+    organization.save()
+    for index in range(5):
+        client.resource(
+            "Patient",
+            name=[{"family": "Émond", "given": [f"Zoé{index}"]}],
+            birthDate=f"199{index}-06-01",
+            managingOrganization=organization.to_reference(),
+        ).save()
+    search = client.resources("Patient").search(family="emond").limit(2)
+    everyone = search.fetch_all()  # follows the next links
+    assert len(everyone) == 5
+    born_late = client.resources("Patient").search(family="emond", birthdate__ge="1993-01-01").fetch_all()
+    assert len(born_late) == 2
+    chained = client.resources("Patient").search(**{"organization.name": "clinique"}).fetch_all()
+    assert len(chained) == 5
+    bundle = client.resources("Patient").search(family="emond").include("Patient", "organization").fetch_raw()
+    modes = [entry["search"]["mode"] for entry in bundle["entry"]]
+    assert modes.count("include") == 1 and modes.count("match") == 5
+    assert client.resources("Patient").search(family="emond").count() == 5
