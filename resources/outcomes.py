@@ -60,10 +60,6 @@ def gone(diagnostics: str) -> FhirError:
     return error(410, "deleted", diagnostics)
 
 
-def conflict(diagnostics: str) -> FhirError:
-    return error(409, "conflict", diagnostics)
-
-
 def precondition_failed(diagnostics: str) -> FhirError:
     return error(412, "conflict", diagnostics)
 

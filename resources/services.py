@@ -239,7 +239,7 @@ def resource_create(
                 f"If-None-Exist criteria '{if_none_exist}' match more than one resource"
             )
         if matches:
-            return WriteResult(_stored_from_row(matches[0]), 200)
+            return WriteResult(stored_from_row(matches[0]), 200)
     return WriteResult(_insert(resource_type, fhir_id or new_id(), checked, "POST"), 201)
 
 
@@ -372,5 +372,5 @@ def resource_conditional_delete(
     return resource_delete(ctx, resource_type=resource_type, fhir_id=matches[0].fhir_id)
 
 
-def _stored_from_row(row: Resource) -> Stored:
+def stored_from_row(row: Resource) -> Stored:
     return Stored(row.resource_type, row.fhir_id, row.version, row.last_updated, row.body, row.deleted)

@@ -36,6 +36,7 @@ from .services import (
     resource_patch,
     resource_update,
     serialise_conditional,
+    stored_from_row,
 )
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -217,9 +218,7 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
                     raise precondition_failed(f"ifNoneExist '{criteria}' matches more than one resource")
                 if found:
                     row = found[0]
-                    matched[entry.index] = Stored(
-                        row.resource_type, row.fhir_id, row.version, row.last_updated, row.body
-                    )
+                    matched[entry.index] = stored_from_row(row)
                     target = row.fhir_id
                 else:
                     target = new_id()
