@@ -24,7 +24,7 @@ demo: migrate
 run: demo
 	@echo
 	@echo "FHIR base: http://$(HOST):$(PORT)/fhir   (try: curl http://$(HOST):$(PORT)/fhir/metadata)"
-	@echo "Authentication is not enforced yet: every caller acts as the operator. Keep it on localhost."
+	@echo "Every call but /fhir/metadata needs a token; an operator's: $(PY) manage.py issue_token --role Admin"
 	@echo
 	$(PY) manage.py runserver $(HOST):$(PORT)
 

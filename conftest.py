@@ -1,4 +1,5 @@
-"""Project-wide pytest fixtures: a FHIR client over Django's test client."""
+"""Project-wide pytest fixtures: a FHIR client over Django's test client, authenticated as the
+operator (an Admin API token) unless a test says otherwise."""
 
 from __future__ import annotations
 
@@ -51,6 +52,21 @@ class Fhir:
         return response.json_body
 
 
+def bearer(role: str, identity: str = "") -> str:
+    """An Authorization header value for a freshly minted API token."""
+    from authz import tokens
+
+    _, secret = tokens.mint(role=role, identity=identity, created_by="tests")
+    return f"Bearer {secret}"
+
+
 @pytest.fixture
-def fhir(client) -> Fhir:
+def fhir(client, db) -> Fhir:
+    client.defaults["HTTP_AUTHORIZATION"] = bearer("Admin")
+    return Fhir(client)
+
+
+@pytest.fixture
+def anonymous(client) -> Fhir:
+    """A caller without credentials (role Public)."""
     return Fhir(client)

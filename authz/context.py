@@ -1,22 +1,47 @@
 """AccessContext: who is calling, carried from the HTTP layer into every service function.
 
-Authentication and the rule chain arrive with their own issues; until then the context only names
-the caller for logs and carries the request id.
+Built by authentication.py from the bearer credential (or for the platform itself by `system`);
+the rule chain (rules.py) decides what it may do. It never holds a secret.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .smart import ScopeSet
+
+PUBLIC = "Public"
+SYSTEM = "System"
 
 
 @dataclass(frozen=True)
 class AccessContext:
     role: str
-    identity: str | None = None  # "Patient/123" or None for service accounts and operators
+    identity: str | None = None  # "Patient/123", or None for service accounts, operators and the public
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # SMART scopes the credential carries: a ceiling on what the rules grant. None = no ceiling.
+    scopes: ScopeSet | None = None
+    # How the caller authenticated, for logs and the audit log: "api-token", "oauth", "jwt", "none".
+    method: str = "none"
+    credential: str = ""  # token id or hint, OAuth token id; never the secret
+    user: str = ""  # Django username (OAuth authorization code)
+    client_id: str = ""  # OAuth client
+    issuer: str = ""  # external issuer or "local"
+    subject: str = ""
+    on_behalf_of: str = ""  # an agent acting for this identity
 
     @classmethod
     def system(cls, reason: str) -> AccessContext:
         """The platform acting on its own behalf (commands, workers); `reason` says why."""
-        return cls(role="System", identity=None, request_id=f"system:{reason}")
+        return cls(role=SYSTEM, identity=None, request_id=f"system:{reason}", method="system")
+
+    @classmethod
+    def public(cls, request_id: str | None = None) -> AccessContext:
+        return cls(role=PUBLIC, request_id=request_id or uuid.uuid4().hex)
+
+    @property
+    def identity_type(self) -> str | None:
+        return self.identity.split("/", 1)[0] if self.identity else None

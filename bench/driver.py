@@ -263,6 +263,10 @@ def pg_settings(cfg: Config) -> dict:
     return {name: f"{setting}{' x ' + unit if unit else ''}" for name, setting, unit in rows}
 
 
+# The Authorization header of every request the bench sends, set once the server is up.
+AUTH: dict[str, str] = {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -339,6 +343,16 @@ class Server:
                 time.sleep(0.3)
         else:
             raise RuntimeError("gunicorn did not answer /fhir/metadata within 60 s")
+        # Requests are authenticated like a client's: an Admin API token from the operator's command.
+        minted = subprocess.run(
+            [str(VENV_BIN / "python"), "manage.py", "issue_token", "--role", "Admin", "--label", "bench"],
+            cwd=ROOT,
+            env=server_env(self.cfg),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        AUTH["Authorization"] = f"Bearer {minted.stdout.strip()}"
         # Every worker answers a few requests so imports and lazily built tables are warm.
         for _ in range(self.cfg.workers * 8):
             self.get("/fhir/metadata")
@@ -372,7 +386,7 @@ class Server:
     # Small HTTP client for setup (not measured).
     def request(self, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
         data = fixtures.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=dict(AUTH))
         req.add_header("Accept", "application/fhir+json")
         if data is not None:
             req.add_header("Content-Type", "application/fhir+json")
@@ -448,7 +462,8 @@ def run_wrk(
     tracker = CpuTracker(server.proc.pid, server.cfg.db_name).start()
     t0 = time.monotonic()
     with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=LUA, stdout=out, stderr=subprocess.STDOUT)
+        env = {**os.environ, "FHIR_BENCH_AUTH": AUTH.get("Authorization", "")}
+        proc = subprocess.Popen(cmd, cwd=LUA, stdout=out, stderr=subprocess.STDOUT, env=env)
         if profile:
             profiler = start_profiler(server, profile, seconds)
         # wait4 gives wrk's own CPU use (the load generator shares the machine with the server).
@@ -889,7 +904,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def timed_get(base: str, path: str) -> tuple[int, float, bytes, dict]:
     """(status, seconds, body, headers) of one GET; a fresh connection, as the sync workers close it."""
-    req = urllib.request.Request(base + path, headers={"Accept": "application/fhir+json"})
+    req = urllib.request.Request(base + path, headers={"Accept": "application/fhir+json", **AUTH})
     t0 = time.perf_counter()
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
@@ -1044,6 +1059,7 @@ class Journey:
                 "Content-Type": "application/fhir+json",
                 "Accept": "application/fhir+json",
                 "If-Match": headers.get("ETag", ""),
+                **AUTH,
             },
         )
         t0 = time.perf_counter()

@@ -1,12 +1,21 @@
-"""URL map: the FHIR API under /fhir, the console under /admin."""
+"""URL map: the FHIR API under /fhir, the OAuth 2.0 / OIDC provider under /oauth, the console under /admin."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from authz import api as authz_api
+from authz import views as authz_views
 from resources.api import routes
 
 urlpatterns = [
     re_path(r"^fhir/?$", routes.system),
+    path("fhir/.well-known/smart-configuration", authz_views.smart_configuration),
+    re_path(r"^fhir/\$exchange-token/?$", authz_api.exchange_token),
+    re_path(
+        r"^fhir/(?P<resource_type>Patient|Practitioner|RelatedPerson|Device)/(?P<fhir_id>[^/]+)/\$api-token/?$",
+        authz_api.mint_token,
+    ),
     path("fhir/", include("resources.api.urls")),
+    path("oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("admin/", admin.site.urls),
 ]

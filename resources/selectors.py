@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
 from authz.context import AccessContext
+from authz.rules import authorize
 
 from . import fhirjson
 from .models import Resource, ResourceVersion
@@ -43,6 +44,7 @@ def _aware(moment: datetime) -> datetime:
 
 def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> Stored:
     check_type(resource_type)
+    authorize(ctx, "read", resource_type)
     row = _fetch_one(_READ_SQL, [resource_type, fhir_id]) if fhirjson.is_valid_id(fhir_id) else None
     if row is None:
         raise not_found(f"{resource_type}/{fhir_id} is not known")
@@ -56,6 +58,7 @@ def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> St
 
 def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, version: str) -> Stored:
     check_type(resource_type)
+    authorize(ctx, "vread", resource_type)
     if not version.isdigit() or len(version) > 9 or not fhirjson.is_valid_id(fhir_id):
         raise not_found(f"{resource_type}/{fhir_id} has no version '{version}'")
     row = _fetch_one(_VREAD_SQL, [resource_type, fhir_id, int(version)])
@@ -110,6 +113,7 @@ def resource_history(
     cursor: str | None = None,
 ) -> HistoryPage:
     """Versions newest first, keyset-paged on (last_updated, pk) so pages stay stable under writes."""
+    authorize(ctx, "history", resource_type or "*")
     versions = ResourceVersion.objects.all()
     total = None
     if resource_type is not None:

@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from authz.context import AccessContext
+from authz.rules import authorize
 
 from . import definitions, fhirjson
 from .fhirpathpatch import apply_fhirpath_patch
@@ -230,6 +231,7 @@ def resource_create(
     `fhir_id` is for transactions, which assign ids before writing so references can be rewritten.
     """
     check_type(resource_type)
+    authorize(ctx, "create", resource_type)
     checked = checked_body(resource_type, body)
     if if_none_exist:
         serialise_conditional(resource_type, if_none_exist)
@@ -254,6 +256,7 @@ def resource_update(
 ) -> WriteResult:
     """Update, or create with the client's id when the resource does not exist (update-as-create)."""
     check_type(resource_type)
+    authorize(ctx, "update", resource_type)
     if not fhirjson.is_valid_id(fhir_id):
         raise bad_request(f"'{fhir_id}' is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})", code="invalid")
     checked = checked_body(resource_type, body)
@@ -290,6 +293,7 @@ def resource_conditional_update(
     ctx: AccessContext, *, resource_type: str, criteria: str, body: object, if_match: str | None = None
 ) -> WriteResult:
     check_type(resource_type)
+    authorize(ctx, "update", resource_type)
     serialise_conditional(resource_type, criteria)
     matches = find_matches(resource_type, criteria)
     if len(matches) > 1:
@@ -315,6 +319,7 @@ def resource_patch(
     ctx: AccessContext, *, resource_type: str, fhir_id: str, patch: object, if_match: str | None = None
 ) -> WriteResult:
     check_type(resource_type)
+    authorize(ctx, "patch", resource_type)
     expected = parse_version(if_match)
     row = _lock_row(resource_type, fhir_id)
     if row is None:
@@ -336,6 +341,7 @@ def resource_patch(
 def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> WriteResult | None:
     """Delete; None when there was nothing to delete (deleting is idempotent, R4 http.html#delete)."""
     check_type(resource_type)
+    authorize(ctx, "delete", resource_type)
     row = _lock_row(resource_type, fhir_id)
     if row is None or row.deleted:
         return None
@@ -363,6 +369,7 @@ def resource_conditional_delete(
     ctx: AccessContext, *, resource_type: str, criteria: str
 ) -> WriteResult | None:
     check_type(resource_type)
+    authorize(ctx, "delete", resource_type)
     serialise_conditional(resource_type, criteria)
     matches = find_matches(resource_type, criteria)
     if len(matches) > 1:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from authz.context import AccessContext
+from authz.rules import authorize
 
 from . import fhirjson
 from .outcomes import FhirError, Issue, bad_request, error, operation_outcome, precondition_failed
@@ -84,6 +85,7 @@ def process_bundle(ctx: AccessContext, bundle: object) -> tuple[str, list[EntryR
     if len(raw_entries) > settings.FHIR_MAX_BUNDLE_ENTRIES:
         raise error(413, "too-costly", f"Bundle has more than {settings.FHIR_MAX_BUNDLE_ENTRIES} entries")
     if kind == "transaction":
+        authorize(ctx, "transaction", "Bundle")
         return kind, _transaction(ctx, raw_entries)
     return kind, _batch(ctx, raw_entries)
 
@@ -160,18 +162,19 @@ def _transaction(ctx: AccessContext, raw_entries: list) -> list[EntryResult]:
     for index, stored in matched.items():
         results[index] = EntryResult(200, stored)
     creates = [e for e in ordered if e.method == "POST" and e.index not in matched]
-    results.update(_create_all(creates))
+    results.update(_create_all(ctx, creates))
     for entry in ordered:
         if entry.index not in results:
             results[entry.index] = _run(ctx, entry)
     return [results[i] for i in range(len(entries))]
 
 
-def _create_all(entries: list[Entry]) -> dict[int, EntryResult]:
+def _create_all(ctx: AccessContext, entries: list[Entry]) -> dict[int, EntryResult]:
     """The POST entries, whose ids are already assigned: validated one by one, written in bulk."""
     items = []
     for entry in entries:
         try:
+            authorize(ctx, "create", entry.resource_type)
             items.append(
                 (
                     entry.resource_type,

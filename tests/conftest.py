@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,38 @@ def _postgres_database():
     return f"{server}/{name}", drop
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    url: str  # the FHIR base
+    env: dict
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a management command against the live server's database, as an operator would."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def token(self, *args: str) -> str:
+        return self.manage("issue_token", *args).stdout.strip()
+
+
 @pytest.fixture(scope="session")
-def live_server_url():
+def live_server_url(live):
+    return live.url
+
+
+@pytest.fixture(scope="session")
+def live_admin_headers(live):
+    return {"Authorization": f"Bearer {live.token('--role', 'Admin', '--label', 'live tests')}"}
+
+
+@pytest.fixture(scope="session")
+def live():
     database_url, drop = _postgres_database()
     workdir = tempfile.TemporaryDirectory()
     if database_url is None:
@@ -54,6 +85,7 @@ def live_server_url():
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "fhirplatform.settings.production",
         "SECRET_KEY": "live-test-" + uuid.uuid4().hex,
+        "OIDC_RSA_PRIVATE_KEY_FILE": str(Path(workdir.name) / "oidc-key.pem"),
     }
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
@@ -78,7 +110,7 @@ def live_server_url():
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(Path(log.name).read_text()) from None
                 time.sleep(0.2)
-        yield base
+        yield LiveServer(base, env)
     finally:
         server.terminate()
         server.wait(timeout=10)

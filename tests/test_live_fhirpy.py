@@ -9,8 +9,8 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def client(live_server_url):
-    return SyncFHIRClient(live_server_url)
+def client(live_server_url, live_admin_headers):
+    return SyncFHIRClient(live_server_url, authorization=live_admin_headers["Authorization"])
 
 
 def test_crud_with_fhirpy(client):
@@ -57,7 +57,7 @@ def test_invalid_resource_is_refused_with_outcome(client):
     assert "robot" in str(raised.value)
 
 
-def test_transaction_over_http(live_server_url):
+def test_transaction_over_http(live_server_url, live_admin_headers):
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -78,7 +78,9 @@ def test_transaction_over_http(live_server_url):
             },
         ],
     }
-    response = requests.post(live_server_url, json=bundle, headers={"Content-Type": "application/fhir+json"})
+    response = requests.post(
+        live_server_url, json=bundle, headers={"Content-Type": "application/fhir+json", **live_admin_headers}
+    )
     assert response.status_code == 200
     patient_entry, observation_entry = response.json()["entry"]
     assert (
@@ -86,10 +88,10 @@ def test_transaction_over_http(live_server_url):
     )
 
 
-def test_history_and_metadata_over_http(live_server_url):
+def test_history_and_metadata_over_http(live_server_url, live_admin_headers):
     metadata = requests.get(f"{live_server_url}/metadata").json()
     assert metadata["fhirVersion"] == "4.0.1"
-    history = requests.get(f"{live_server_url}/_history?_count=1").json()
+    history = requests.get(f"{live_server_url}/_history?_count=1", headers=live_admin_headers).json()
     assert history["type"] == "history"
     xml = requests.get(f"{live_server_url}/metadata", headers={"Accept": "application/fhir+xml"})
     assert xml.status_code == 406

@@ -13,6 +13,15 @@ bench_status = {}   -- HTTP status -> responses
 bench_units = 0     -- scenario-defined unit count (resources created for S6)
 bench_kinds = {}    -- request kind -> requests sent (S1: POST/GET/PUT/DELETE)
 
+-- The server refuses anonymous calls: driver.py mints an Admin API token and hands it over here.
+local auth = os.getenv("FHIR_BENCH_AUTH")
+
+-- `headers` plus the Authorization header (wrk.format replaces wrk.headers rather than merging).
+function M.headers(headers)
+  if auth then headers["Authorization"] = auth end
+  return headers
+end
+
 function M.setup(thread)
   -- Each thread gets an index and the thread count, so scripts can split shared input between them.
   table.insert(threads, thread)

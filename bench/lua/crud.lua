@@ -16,8 +16,8 @@ done = common.done
 local types = { "Patient", "Organization", "Practitioner", "Encounter", "Observation", "MedicationRequest" }
 local bodies = {}   -- type -> list of JSON bodies without id
 local pool = {}     -- type -> list of ids currently free to use
-local write_headers = { ["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json" }
-local read_headers = { ["Accept"] = "application/fhir+json" }
+local write_headers = common.headers({ ["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json" })
+local read_headers = common.headers({ ["Accept"] = "application/fhir+json" })
 
 function init(args)
   common.seed(1)

@@ -9,7 +9,7 @@ setup = common.setup
 done = common.done
 
 function init(args)
-  local headers = { ["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json" }
+  local headers = common.headers({ ["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json" })
   for _, line in ipairs(common.read_lines(args[1])) do
     table.insert(reqs, wrk.format("POST", "/fhir", headers, line))
   end

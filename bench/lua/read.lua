@@ -10,7 +10,7 @@ function init(args)
   for _, line in ipairs(common.read_lines(args[1])) do
     local rtype, id = line:match("^(%S+)%s+(%S+)$")
     -- Pre-formatted requests: the load generator spends no time building strings per request.
-    table.insert(reqs, wrk.format("GET", "/fhir/" .. rtype .. "/" .. id, { ["Accept"] = "application/fhir+json" }))
+    table.insert(reqs, wrk.format("GET", "/fhir/" .. rtype .. "/" .. id, common.headers({ ["Accept"] = "application/fhir+json" })))
   end
   assert(#reqs > 0, "no ids in " .. args[1])
 end

@@ -13,7 +13,7 @@ function init(args)
   common.seed()
   count_entries = args[2] == "count"
   for _, path in ipairs(common.read_lines(args[1])) do
-    table.insert(reqs, wrk.format("GET", path, { ["Accept"] = "application/fhir+json" }))
+    table.insert(reqs, wrk.format("GET", path, common.headers({ ["Accept"] = "application/fhir+json" })))
   end
   assert(#reqs > 0, "no queries in " .. args[1])
 end

@@ -5,7 +5,7 @@ local common = require "common"
 setup = common.setup
 done = common.done
 
-local headers = { ["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json" }
+local headers = common.headers({ ["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json" })
 local families = { "Smith", "Jones", "Garcia", "Nguyen", "Okafor", "Rossi", "Tanaka", "Silva" }
 local givens = { "Ana", "Ben", "Eva", "Hiro", "Ines", "Jonas", "Kemi", "Liam" }
 

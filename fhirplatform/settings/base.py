@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from fhirplatform.keys import signing_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -38,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "oauth2_provider",
     "resources",
     "authz",
     "audit",
@@ -142,6 +145,45 @@ FHIR_MAX_BUNDLE_ENTRIES = _int_setting("FHIR_MAX_BUNDLE_ENTRIES", 10000)
 # _include:iterate levels followed, and resources added by includes to one page, at most.
 FHIR_MAX_INCLUDE_DEPTH = _int_setting("FHIR_MAX_INCLUDE_DEPTH", 4)
 FHIR_MAX_INCLUDED = _int_setting("FHIR_MAX_INCLUDED", 5000)
+
+# --- Authentication (authz/) ---
+# The OAuth 2.0 / OIDC provider (django-oauth-toolkit) signs ID tokens with an RSA key: give it as
+# PEM in OIDC_RSA_PRIVATE_KEY, or as a file path; in the embedded mode a key is generated into the
+# file on first use (var/ is not committed).
+OIDC_RSA_PRIVATE_KEY_FILE = env.str("OIDC_RSA_PRIVATE_KEY_FILE", default=str(BASE_DIR / "var" / "oidc-key.pem"))
+_oidc_key = env.str("OIDC_RSA_PRIVATE_KEY", default="") or signing_key(OIDC_RSA_PRIVATE_KEY_FILE)
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": _oidc_key,
+    "PKCE_REQUIRED": True,
+    # S256 only, and tokens kept as SHA-256 checksums rather than in clear (RFC 9700).
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": _int_setting("OAUTH_ACCESS_TOKEN_SECONDS", 3600),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": _int_setting("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
+    "ROTATE_REFRESH_TOKEN": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": env.list("OAUTH_REDIRECT_URI_SCHEMES", default=["https", "http"]),
+    "SCOPES_BACKEND_CLASS": "authz.oauth.SmartScopes",
+    "OAUTH2_VALIDATOR_CLASS": "authz.oauth.Validator",
+}
+# Named explicitly so that migrations depending on them resolve (the models are not swapped).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+# The authorization endpoint sends a user who is not logged in here.
+LOGIN_URL = "/admin/login/"
+
+# External OIDC issuers whose JWTs are accepted, as a JSON list of objects with the fields of
+# authz.models.TrustedIssuer (issuer, jwks_url or discovery_url, audience, claim names, ...).
+# More can be added in the console.
+FHIR_TRUSTED_ISSUERS = env.json("FHIR_TRUSTED_ISSUERS", default=[])
+# Tolerated clock difference when checking exp/nbf/iat of external JWTs, in seconds.
+FHIR_JWT_LEEWAY = _int_setting("FHIR_JWT_LEEWAY", 60, minimum=0)
+# Lifetime of API tokens minted without an explicit one (seconds; 0 = no expiry for durable ones).
+FHIR_API_TOKEN_TTL = _int_setting("FHIR_API_TOKEN_TTL", 0, minimum=0)
+FHIR_ONE_TIME_TOKEN_TTL = _int_setting("FHIR_ONE_TIME_TOKEN_TTL", 24 * 3600)
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,8 @@ import functools
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from authz.views import oauth_urls
+
 from .. import definitions, fhirjson
 from ..search import include
 from ..search.criteria import supported_parameters
@@ -82,6 +84,33 @@ def _system_search_params() -> tuple:
     )
 
 
+def _security(request: HttpRequest) -> dict:
+    """SMART on FHIR's declaration of the OAuth endpoints (conformance.html#using-cors, oauth-uris)."""
+    urls = oauth_urls(request)
+    return {
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [
+                    {"url": name, "valueUri": urls[name]}
+                    for name in ("authorize", "token", "revoke", "introspect")
+                ],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth 2.0 with SMART on FHIR scopes; also API tokens and JWTs of trusted OpenID Connect issuers",
+            }
+        ],
+    }
+
+
 def capabilities(request: HttpRequest) -> HttpResponse:
     statement = {
         "resourceType": "CapabilityStatement",
@@ -97,6 +126,7 @@ def capabilities(request: HttpRequest) -> HttpResponse:
         "rest": [
             {
                 "mode": "server",
+                "security": _security(request),
                 "resource": list(_rest_resources()),
                 "interaction": [
                     {"code": "transaction"},

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from authz.authentication import authenticate
 from authz.context import AccessContext
 
 from .. import definitions, fhirjson
@@ -28,30 +29,40 @@ _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fh
 _SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
 
-def fhir_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Wrap an interaction view: negotiate the format, map errors to OperationOutcome, never leak a traceback."""
+def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool = False):
+    """Wrap an interaction view: authenticate the caller (unless the view is `public`), negotiate the
+    format, map errors to OperationOutcome, never leak a traceback."""
+    if view is None:
+        return functools.partial(fhir_view, public=public)
 
     @csrf_exempt
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
+            if not public:
+                context(request)  # a bad credential is refused before anything else is looked at
             check_accept(request)
-            return view(request, *args, **kwargs)
+            response = view(request, *args, **kwargs)
         except FhirError as exc:
-            return outcome_response(exc.status, exc.issues, exc.headers, request)
+            response = outcome_response(exc.status, exc.issues, exc.headers, request)
         except Exception:
             log.exception("Unhandled error in %s %s", request.method, request.path)
-            return outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
+            response = outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
+        ctx = getattr(request, "fhir_context", None)
+        if ctx is not None:
+            response["X-Request-Id"] = ctx.request_id
+        return response
 
     return wrapper
 
 
 def context(request: HttpRequest) -> AccessContext:
-    """The caller. Authentication arrives with its own issue; until then every caller is the operator."""
-    request_id = request.headers.get("X-Request-Id")
-    if request_id and len(request_id) <= 200:
-        return AccessContext(role="Admin", request_id=request_id)
-    return AccessContext(role="Admin")
+    """The authenticated caller (authz/authentication.py), worked out once per request."""
+    ctx = getattr(request, "fhir_context", None)
+    if ctx is None:
+        ctx = authenticate(request)
+        request.fhir_context = ctx
+    return ctx
 
 
 def base_url(request: HttpRequest) -> str:

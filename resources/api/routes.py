@@ -31,7 +31,7 @@ def system_search(request: HttpRequest) -> HttpResponse:
     raise _method_not_allowed(request, "POST")
 
 
-@fhir_view
+@fhir_view(public=True)
 def metadata(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD"):
         return capabilities.capabilities(request)

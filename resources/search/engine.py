@@ -32,6 +32,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from authz.context import AccessContext
+from authz.rules import authorize
 
 from .. import definitions
 from ..models import Resource
@@ -108,7 +109,7 @@ def search(
     `base_urls`: this server's base as the client sees it, so absolute references to local
     resources match (criteria.build_criteria).
     """
-    plan = _plan(resource_type, params, strict=strict, compartment=compartment, base_urls=base_urls)
+    plan = _plan(ctx, resource_type, params, strict=strict, compartment=compartment, base_urls=base_urls)
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
 
@@ -126,6 +127,7 @@ def everything(
 ) -> SearchPage:
     """One page of a patient record (everything.py), in insertion order. `used`/`ignored`: the
     request's parameters as the API sorted them, reported back like a search's."""
+    authorize(ctx, "everything", "Patient")
     for resource_type in types or ():
         if resource_type not in definitions.resource_types():
             raise bad_request(f"_type: unknown resource type '{resource_type}'", expression=("_type",))
@@ -143,6 +145,7 @@ def _scoped(ctx: AccessContext) -> QuerySet:
 
 
 def _plan(
+    ctx: AccessContext,
     resource_type: str | None,
     params: list[tuple[str, str]],
     *,
@@ -177,6 +180,8 @@ def _plan(
             criteria.append((name, value))
 
     types = _types(resource_type, type_values, compartment)
+    for searched in types or ("*",):
+        authorize(ctx, "search", searched)
     if types is None:
         condition, crit_used, crit_ignored = _common_criteria(criteria, strict=strict, base_urls=base_urls)
         sort_types = [_ANY_TYPE]

@@ -1,0 +1,134 @@
+"""FHIR operations that hand out API tokens.
+
+`POST [base]/{Patient|Practitioner|RelatedPerson|Device}/[id]/$api-token` mints a token for that
+identity; it needs the `generate-token` operation, so only a rule can grant it. The input is an
+optional Parameters resource: `kind` (code: durable | one-time), `lifetime` (integer seconds; 0 =
+no expiry for a durable token) and `label` (string). The secret is in the response once and never
+again: it is not stored, only its hash.
+
+`POST [base]/$exchange-token`, authenticated with a one-time token (which that request consumes),
+returns a durable token for the same identity and role: the app scanned a QR code with a one-time
+token and keeps the durable one. Optional Parameters: `lifetime`, `label`.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+
+from resources import fhirjson
+from resources.api.http import context, fhir_view, json_response, read_body
+from resources.outcomes import bad_request, error, not_found
+
+from . import tokens
+from .context import PUBLIC
+from .errors import credentials_required
+from .identity import identity_alive
+from .models import ApiToken
+from .rules import authorize
+
+_PARAMETERS = {"kind": "valueCode", "lifetime": "valueInteger", "label": "valueString"}
+
+
+@fhir_view
+def mint_token(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+    _require_post(request)
+    ctx = context(request)
+    authorize(ctx, "generate-token", resource_type)
+    reference = f"{resource_type}/{fhir_id}"
+    options = _options(request, allowed=("kind", "lifetime", "label"))
+    if not identity_alive(reference):
+        raise not_found(f"{reference} is not known")
+    try:
+        token, secret = tokens.mint(
+            role=resource_type,
+            identity=reference,
+            kind=options.get("kind", ApiToken.DURABLE),
+            ttl=options.get("lifetime"),
+            label=options.get("label", ""),
+            created_by=_who(ctx),
+        )
+    except tokens.TokenError as exc:
+        raise bad_request(str(exc)) from exc
+    return _token_response(token, secret, status=201)
+
+
+@fhir_view
+def exchange_token(request: HttpRequest) -> HttpResponse:
+    _require_post(request)
+    ctx = context(request)
+    if ctx.role == PUBLIC:
+        raise credentials_required("Present the one-time token as 'Authorization: Bearer <token>'")
+    one_time = _presented_token(ctx)
+    if one_time is None or one_time.kind != ApiToken.ONE_TIME:
+        raise error(403, "forbidden", "Only a one-time API token can be exchanged for a durable one")
+    options = _options(request, allowed=("lifetime", "label"))
+    try:
+        token, secret = tokens.exchange(one_time, ttl=options.get("lifetime"), label=options.get("label", ""))
+    except tokens.TokenError as exc:
+        raise bad_request(str(exc)) from exc
+    return _token_response(token, secret, status=201)
+
+
+def _require_post(request: HttpRequest) -> None:
+    if request.method != "POST":
+        failure = error(405, "not-supported", f"{request.method} is not supported here (allowed: POST)")
+        failure.headers["Allow"] = "POST"
+        raise failure
+
+
+def _presented_token(ctx) -> ApiToken | None:
+    if ctx.method != "api-token":
+        return None
+    token_id = ctx.credential.split(":", 1)[1].split(" ", 1)[0]
+    return ApiToken.objects.filter(pk=int(token_id)).first()
+
+
+def _who(ctx) -> str:
+    return ctx.identity or ctx.user or ctx.client_id or ctx.credential or ctx.role
+
+
+def _options(request: HttpRequest, *, allowed: tuple[str, ...]) -> dict:
+    """The operation's input parameters; an empty body means all defaults."""
+    if not request.body.strip():
+        return {}
+    body = read_body(request)
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise bad_request("The input of this operation is a Parameters resource")
+    options: dict = {}
+    for index, parameter in enumerate(body.get("parameter", [])):
+        where = (f"Parameters.parameter[{index}]",)
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if name not in allowed:
+            raise bad_request(
+                f"Unknown parameter '{name}' (expected: {', '.join(allowed)})", expression=where
+            )
+        if name in options:
+            raise bad_request(f"Parameter '{name}' is given more than once", expression=where)
+        value_key = _PARAMETERS[name]
+        value = parameter.get(value_key)
+        if name == "kind" and value is None:
+            value = parameter.get("valueString")
+        if value is None or isinstance(value, bool) or (name == "lifetime") != isinstance(value, int):
+            raise bad_request(f"Parameter '{name}' needs a {value_key}", expression=where)
+        options[name] = value
+    return options
+
+
+def _token_response(token: ApiToken, secret: str, *, status: int) -> HttpResponse:
+    parameters = [
+        {"name": "token", "valueString": secret},
+        {"name": "id", "valueString": str(token.pk)},
+        {"name": "kind", "valueCode": token.kind},
+        {"name": "role", "valueString": token.role},
+    ]
+    if token.identity:
+        parameters.append({"name": "identity", "valueReference": {"reference": token.identity}})
+    if token.expires:
+        parameters.append({"name": "expires", "valueInstant": token.expires.isoformat()})
+    if token.label:
+        parameters.append({"name": "label", "valueString": token.label})
+    response = json_response(fhirjson.dumps({"resourceType": "Parameters", "parameter": parameters}), status)
+    # The secret must not be kept by any cache on the way (RFC 6749 section 5.1 asks the same of token responses).
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
