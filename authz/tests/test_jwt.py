@@ -472,8 +472,14 @@ def test_algorithm_must_fit_the_key_type(issuer_a: str, keys: Keys) -> None:
         sign(keys.ec1, iss=issuer_a, kid="rsa1", alg="ES256"),
         "Token algorithm does not match the signing key",
     )
-    # The JWK's own `alg` pins it: an ES256 key does not serve ES384 even on a fitting curve.
     refused(sign(keys.rsa1, iss=issuer_a, kid="ec1"), "Token algorithm does not match the signing key")
+
+
+def test_the_jwk_alg_pins_the_algorithm(settings: Any, idp: IdentityProvider, keys: Keys) -> None:
+    idp.keys["pin"] = [public_jwk(keys.rsa1, "rsa1", alg="RS256")]
+    issuer = trust(settings, idp, "pin")
+    authz_jwt.verify(sign(keys.rsa1, iss=issuer))
+    refused(sign(keys.rsa1, iss=issuer, alg="PS256"), "Token algorithm does not match the signing key")
 
 
 def test_tampered_payload(issuer_a: str, keys: Keys) -> None:
