@@ -4,101 +4,33 @@ against a real JWKS server on 127.0.0.1."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import logging
 import socket
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import ImproperlyConfigured
 
 from authz import issuers
 from authz import jwt as authz_jwt
 from authz.models import TrustedIssuer
+from authz.tests.idp import AUDIENCE, IdentityProvider, Keys, b64, hand_made, public_jwk, serve, sign
 from resources.outcomes import FhirError
 
 pytestmark = pytest.mark.django_db
 
-AUDIENCE = "https://fhir.example.org"
-
-
-# --- A local identity provider ---
-
-
-class IdentityProvider:
-    """Key sets served per tenant name at /<name>/jwks, with a discovery document beside them."""
-
-    def __init__(self) -> None:
-        self.base = ""
-        self.keys: dict[str, list[Any]] = {}
-        self.requests: Counter[str] = Counter()
-        self.status = 200
-        self.discovery_issuer: str | None = None  # overrides the `issuer` of discovery documents
-
-    def reset(self) -> None:
-        self.keys.clear()
-        self.requests.clear()
-        self.status = 200
-        self.discovery_issuer = None
-
-    def issuer(self, name: str) -> str:
-        return f"{self.base}/{name}"
-
-    def jwks_url(self, name: str) -> str:
-        return f"{self.base}/{name}/jwks"
-
-    def discovery_url(self, name: str) -> str:
-        return f"{self.base}/{name}/.well-known/openid-configuration"
-
-    def respond(self, path: str) -> tuple[int, object]:
-        self.requests[path] += 1
-        name, _, rest = path.strip("/").partition("/")
-        if self.status != 200 or name not in self.keys:
-            return (self.status if self.status != 200 else 404), {"error": "no"}
-        if rest == "jwks":
-            return 200, {"keys": self.keys[name]}
-        if rest == ".well-known/openid-configuration":
-            issuer = self.discovery_issuer or self.issuer(name)
-            return 200, {"issuer": issuer, "jwks_uri": self.jwks_url(name)}
-        return 404, {"error": "no"}
-
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[IdentityProvider]:
-    provider = IdentityProvider()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            status, document = provider.respond(self.path)
-            body = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    provider.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield provider
-    server.shutdown()
-    server.server_close()
+    with serve() as provider:
+        yield provider
 
 
 class Clock:
@@ -128,47 +60,9 @@ def fresh(idp: IdentityProvider, settings: Any) -> Iterator[None]:
     authz_jwt.clear_cache()
 
 
-# --- Keys and tokens ---
-
-
-class Keys:
-    def __init__(self) -> None:
-        self.rsa1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.rsa2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.ec1 = ec.generate_private_key(ec.SECP256R1())
-
-
 @pytest.fixture(scope="module")
 def keys() -> Keys:
     return Keys()
-
-
-def public_jwk(private_key: Any, kid: str | None, **extra: Any) -> dict[str, Any]:
-    public = private_key.public_key()
-    if isinstance(public, rsa.RSAPublicKey):
-        data = jwt.algorithms.RSAAlgorithm.to_jwk(public, as_dict=True)
-    else:
-        data = jwt.algorithms.ECAlgorithm.to_jwk(public, as_dict=True)
-    if kid is not None:
-        data["kid"] = kid
-    return {**data, "use": "sig", **extra}
-
-
-def sign(private_key: Any, *, iss: str, kid: str | None = "rsa1", alg: str = "RS256", **claims: Any) -> str:
-    now = int(time.time())
-    payload = {"iss": iss, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + 300, **claims}
-    payload = {name: value for name, value in payload.items() if value is not None}
-    return jwt.encode(payload, private_key, algorithm=alg, headers={"kid": kid} if kid else None)
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def hand_made(header: dict[str, Any], payload: dict[str, Any], secret: bytes | None = None) -> str:
-    signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(payload).encode())
-    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest() if secret else b""
-    return signing_input + "." + b64(signature)
 
 
 def trust(settings: Any, idp: IdentityProvider, name: str = "a", **fields: Any) -> str:
