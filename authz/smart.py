@@ -109,6 +109,18 @@ class ScopeSet:
         needed = _NEEDS.get(operation)
         return needed is not None and needed <= _permissions_on(grants, resource_type)
 
+    def permitted_types(self, operation: str, *, patient_context: bool) -> frozenset[str] | None:
+        """The types on which the scopes allow `operation`; None when a `*` grant allows it on every type.
+        Searches narrow what they return (included resources too) to these types."""
+        grants = [g for g in self.grants if patient_context or g.context != "patient"]
+        needed = _NEEDS.get(operation)
+        if needed is None:
+            return frozenset()
+        if needed <= _permissions_on(grants, "*"):
+            return None
+        named = {g.resource_type for g in grants if g.resource_type != "*"}
+        return frozenset(t for t in named if needed <= _permissions_on(grants, t))
+
     def as_text(self) -> str:
         """The scopes in canonical v2 form, sorted, for logs ("" when they grant nothing)."""
         return " ".join(sorted(g.as_text() for g in self.grants))

@@ -136,9 +136,15 @@ def everything(
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
 
-def _scoped(ctx: AccessContext) -> QuerySet:
-    # The access-rule narrowing (Resource.objects.restrict(ctx, "search")) plugs in here.
-    return Resource.objects.all()
+def _scoped(ctx: AccessContext, operation: str) -> QuerySet:
+    # The access-rule narrowing (Resource.objects.restrict(ctx, operation)) plugs in here. Until then
+    # only a credential's SMART scopes narrow: to the types they allow `operation` on.
+    rows = Resource.objects.all()
+    if ctx.scopes is not None:
+        types = ctx.scopes.permitted_types(operation, patient_context=ctx.identity_type == "Patient")
+        if types is not None:
+            rows = rows.filter(resource_type__in=sorted(types))
+    return rows
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -343,7 +349,7 @@ def _execute(
     kinds = [key.kind for key in keys]
     signature = paging.sort_signature([key.spec for key in keys] + kinds)
     position = paging.decode(cursor, signature=signature, kinds=kinds) if cursor else None
-    rows = _scoped(ctx).filter(plan.condition, deleted=False)
+    rows = _scoped(ctx, "search").filter(plan.condition, deleted=False)
 
     if count == 0:
         return SearchPage([], None, rows.count(), plan.used, plan.ignored, notes=plan.notes)
@@ -386,7 +392,7 @@ def _execute(
     included: list[Stored] = []
     if plan.directives and fetched:
         found, truncated = include.resolve(
-            lambda: _scoped(ctx),
+            lambda: _scoped(ctx, "read"),
             plan.directives,
             [include.Row(row[0], row[1], row[2]) for row in fetched],
             _FIELDS,
