@@ -32,6 +32,8 @@ class AccessContext:
     issuer: str = ""  # external issuer or "local"
     subject: str = ""
     on_behalf_of: str = ""  # an agent acting for this identity
+    # Facts worked out once per request (the identity's resource, its organisations...): see memo().
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def system(cls, reason: str) -> AccessContext:
@@ -41,6 +43,16 @@ class AccessContext:
     @classmethod
     def public(cls, request_id: str | None = None) -> AccessContext:
         return cls(role=PUBLIC, request_id=request_id or uuid.uuid4().hex)
+
+    def memo(self, key: object, compute):
+        """`compute()` once per request and key."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+    @property
+    def identity_id(self) -> str | None:
+        return self.identity.split("/", 1)[1] if self.identity else None
 
     @property
     def identity_type(self) -> str | None:

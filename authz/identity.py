@@ -46,6 +46,27 @@ def identity_alive(reference: str) -> bool:
     return row is not None and not row[0]
 
 
+def identity_resource(ctx: AccessContext) -> dict | None:
+    """The caller's identity resource as JSON (once per request), or None without an identity."""
+    if not ctx.identity:
+        return None
+
+    def load() -> dict | None:
+        from resources import fhirjson
+
+        resource_type, _, fhir_id = ctx.identity.partition("/")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT body FROM {Resource._meta.db_table} WHERE resource_type = %s AND fhir_id = %s "
+                "AND NOT deleted",
+                [resource_type, fhir_id],
+            )
+            row = cursor.fetchone()
+        return fhirjson.loads(row[0]) if row else None
+
+    return ctx.memo(("identity-resource",), load)
+
+
 def require_alive(reference: str) -> None:
     if reference and not identity_alive(reference):
         raise unauthorized("The identity of this credential no longer exists")

@@ -124,3 +124,36 @@ class ClientRole(models.Model):
 
     def __str__(self) -> str:
         return f"{self.application} as {self.role}"
+
+
+class Rule(models.Model):
+    """One rule of the ordered rule chain (rules.py). Loaded and dumped as YAML (ruleset.py)."""
+
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=100, unique=True)
+    role = models.CharField(max_length=64, validators=[role_validator])
+    # Lists of resource types and operations; ["*"] for all.
+    resources = models.JSONField(default=list)
+    operations = models.JSONField(default=list)
+    # "Allowed", or {"LegitimateInterest": {"inherit": true}}.
+    validator = models.JSONField(default=dict)
+    identity_filter = models.TextField(blank=True, default="")
+    property_filters = models.JSONField(default=list, blank=True)
+    blocked_search_params = models.JSONField(default=list, blank=True)
+    blocked_includes = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.name}"
+
+
+class RuleSetVersion(models.Model):
+    """One row whose counter moves whenever the rules change, so every process reloads them."""
+
+    version = models.PositiveBigIntegerField(default=1)
+    changed = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"rule set version {self.version}"

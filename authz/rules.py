@@ -1,17 +1,32 @@
-"""Which operations a caller may perform.
+"""The rule chain: which rule, if any, lets a caller perform an operation, in SQL where it can be.
 
-For now this is the default rule set of a fresh installation: the `Admin` role (and the platform
-itself, `System`) may do everything, every other role nothing. The ordered, database-stored rule
-chain with validators and search narrowing replaces the body of `authorize` without changing its
-callers. SMART scopes on the credential are a ceiling on top of whatever the rules grant.
+Rules are ordered. For one resource the first rule whose role, type and operation match, whose
+identity filter passes and whose validator allows the resource authorises the request; that rule's
+property filters shape what is returned, and its name goes to the audit log. A search is the
+caller's criteria AND the OR of the narrowings of every matching rule, and the authorising rule of
+each row comes out of the same SQL (a CASE in rule order). Default deny: no rule, no access.
+
+Refusals: a type or operation no rule grants is 403 (401 for a caller without credentials); a
+resource the rules do not let the caller read is 404, exactly as if it did not exist. SMART scopes
+on the credential are a ceiling on top of the rules.
 """
 
 from __future__ import annotations
 
-from resources.outcomes import error
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField, Q, Value, When
+
+from resources.outcomes import FhirError, error
 
 from .context import PUBLIC, SYSTEM, AccessContext
 from .errors import credentials_required
+from .validators.base import Validator
+
+log = logging.getLogger(__name__)
 
 OPERATIONS = (
     "read",
@@ -31,30 +46,312 @@ OPERATIONS = (
     "generate-token",
 )
 
-_FULL_ACCESS = frozenset({"Admin", SYSTEM})
+# What a fresh database runs until `load_rules` replaces it: the operator's role may do everything,
+# every other role nothing.
+DEFAULT_RULES = [
+    {"name": "admin-all", "role": "Admin", "resource": "*", "operation": "*", "validator": "Allowed"},
+]
 
 
-def authorize(ctx: AccessContext, operation: str, resource_type: str) -> None:
-    """Refuse (401 for an anonymous caller, 403 otherwise) unless `operation` on `resource_type` is allowed.
+@dataclass(frozen=True, eq=False)
+class CompiledRule:
+    position: int
+    name: str
+    role: str
+    resources: frozenset[str] | None  # None: every type
+    operations: frozenset[str] | None  # None: every operation
+    validator: Validator
+    identity_filter: str = ""
+    identity_check: Callable[[dict], bool] | None = None
+    property_filters: tuple = ()
+    blocked_search_params: frozenset[str] = frozenset()
+    blocked_includes: frozenset[str] = frozenset()
+    raw: dict = field(default_factory=dict)  # as written, for dump_rules and explain
 
-    `resource_type` "*" stands for every type (a system-wide search or history).
-    """
+    def covers(self, role: str, operation: str, resource_type: str) -> bool:
+        return (
+            role == self.role
+            and (self.operations is None or operation in self.operations)
+            and (resource_type == "*" or self.resources is None or resource_type in self.resources)
+        )
+
+    @property
+    def unconditional(self) -> bool:
+        """Allows every resource it covers (Allowed, no body check): no SQL needed to decide."""
+        return self.validator.name == "Allowed" and not self.validator.checks_body
+
+    def condition(self, ctx: AccessContext, types: Iterable[str] | None) -> Q | None:
+        """The rows of `types` (None: any type) this rule lets `ctx` see; None when it cannot narrow."""
+        narrowing = self.validator.narrowing(ctx, "*" if self.resources is None else _one(self.resources))
+        if narrowing is None:
+            return None
+        wanted = None if types is None else set(types)
+        if self.resources is not None and (wanted is None or not wanted <= self.resources):
+            narrowing = Q(resource_type__in=sorted(self.resources)) & narrowing
+        return narrowing
+
+
+def _one(resources: frozenset[str]) -> str:
+    # Validators narrow per type; one rule's narrowing is the same for all of its types except where
+    # the type is the identity's own (the focus row of a compartment), which "*" covers.
+    return next(iter(resources)) if len(resources) == 1 else "*"
+
+
+# --- the current rule set --------------------------------------------------------------------
+
+_VERSION_SQL = "SELECT version FROM authz_rulesetversion ORDER BY id LIMIT 1"
+_cache: tuple[int | None, tuple[CompiledRule, ...]] | None = None
+
+
+def current_rules() -> tuple[CompiledRule, ...]:
+    """The rule chain in force; reloaded when another process changed it (one cheap query)."""
+    global _cache
+    with connection.cursor() as cursor:
+        cursor.execute(_VERSION_SQL)
+        row = cursor.fetchone()
+    version = row[0] if row else None
+    if _cache is not None and _cache[0] == version:
+        return _cache[1]
+    from . import ruleset
+
+    rules = ruleset.compiled_default() if version is None else ruleset.compiled_from_database()
+    _cache = (version, rules)
+    return rules
+
+
+def forget_rules() -> None:
+    global _cache
+    _cache = None
+
+
+def _rules(ctx: AccessContext) -> tuple[CompiledRule, ...]:
+    return ctx.memo(("rules",), current_rules)
+
+
+def _identity_passes(ctx: AccessContext, rule: CompiledRule) -> bool:
+    if rule.identity_check is None:
+        return True
+
+    def evaluate() -> bool:
+        from .identity import identity_resource
+
+        identity = identity_resource(ctx)
+        if identity is None:
+            return False
+        try:
+            return rule.identity_check(identity)
+        except Exception:  # a filter that cannot be evaluated grants nothing
+            log.warning("Identity filter of rule %s failed to evaluate", rule.name, exc_info=True)
+            return False
+
+    return ctx.memo(("identity-filter", rule.name), evaluate)
+
+
+def matching(ctx: AccessContext, operation: str, resource_type: str) -> list[CompiledRule]:
+    """The rules, in order, that may authorise `operation` on `resource_type` for this caller."""
+    return [
+        rule
+        for rule in _rules(ctx)
+        if rule.covers(ctx.role, operation, resource_type) and _identity_passes(ctx, rule)
+    ]
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+def authorize(ctx: AccessContext, operation: str, resource_type: str) -> list[CompiledRule]:
+    """The rules that could allow `operation` on `resource_type`; refuse outright when there are none
+    (401 for an anonymous caller, 403 otherwise). `resource_type` "*" stands for every type."""
     if ctx.role == SYSTEM:
-        return
+        return []
     if ctx.scopes is not None and not ctx.scopes.permits(
         operation, resource_type, patient_context=ctx.identity_type == "Patient"
     ):
         raise error(
-            403,
-            "forbidden",
-            f"The token's scopes do not permit {operation} on {_what(resource_type)}",
+            403, "forbidden", f"The token's scopes do not permit {operation} on {_what(resource_type)}"
         )
-    if ctx.role in _FULL_ACCESS:
-        return
-    if ctx.role == PUBLIC:
-        raise credentials_required(f"Authentication is required to {operation} {_what(resource_type)}")
-    raise error(403, "forbidden", f"Role '{ctx.role}' may not {operation} {_what(resource_type)}")
+    if resource_type == "*":
+        rules = [r for r in _rules(ctx) if r.covers(ctx.role, operation, "*") and _identity_passes(ctx, r)]
+    else:
+        rules = matching(ctx, operation, resource_type)
+    if not rules:
+        if ctx.role == PUBLIC:
+            raise credentials_required(f"Authentication is required to {operation} {_what(resource_type)}")
+        raise error(403, "forbidden", f"Role '{ctx.role}' may not {operation} {_what(resource_type)}")
+    return rules
 
 
 def _what(resource_type: str) -> str:
     return "resources of any type" if resource_type == "*" else resource_type
+
+
+def decide(
+    ctx: AccessContext, operation: str, resource_type: str, pk: int, body: Callable[[], dict]
+) -> CompiledRule | None:
+    """The rule that authorises `operation` on the stored row `pk`, or None. `body()` gives the
+    resource's JSON for validators that check it in Python. Type-level refusals raise (authorize)."""
+    if ctx.role == SYSTEM:
+        return None
+    rules = authorize(ctx, operation, resource_type)
+    if rules[0].unconditional:
+        return rules[0]
+    conditions = {rule.position: rule.condition(ctx, [resource_type]) for rule in rules}
+    annotations = {
+        f"r{rule.position}": ExpressionWrapper(
+            conditions[rule.position] or Q(pk__isnull=False), output_field=BooleanField()
+        )
+        for rule in rules
+        if conditions[rule.position] is not None
+    }
+    from resources.models import Resource
+
+    row = (
+        Resource.objects.system("access decision on one row")
+        .filter(pk=pk)
+        .annotate(**annotations)
+        .values(*annotations)
+        .first()
+        if annotations
+        else {}
+    )
+    if row is None:
+        return None
+    for rule in rules:
+        if conditions[rule.position] is not None and not row[f"r{rule.position}"]:
+            continue
+        if rule.validator.checks_body and rule.validator.check(ctx, body()) is not True:
+            continue
+        return rule
+    return None
+
+
+def readable(ctx: AccessContext, resource_type: str, pk: int, body: Callable[[], dict]) -> bool:
+    """Whether the caller may read the row (without refusing outright when it may not read the type)."""
+    try:
+        return decide(ctx, "read", resource_type, pk, body) is not None
+    except FhirError:
+        return False
+
+
+def narrowing(ctx: AccessContext, operation: str, types: Iterable[str] | None = None) -> Q | None:
+    """The rows of `types` (None: any) the caller may `operation`, as one Q; None when none at all."""
+    if ctx.role == SYSTEM:
+        return Q()
+    wanted = None if types is None else list(types)
+    rules = [
+        rule
+        for rule in _rules(ctx)
+        if any(rule.covers(ctx.role, operation, t) for t in (wanted or ["*"])) and _identity_passes(ctx, rule)
+    ]
+    parts: list[Q] = []
+    for rule in rules:
+        condition = rule.condition(ctx, wanted)
+        if condition is None:
+            continue  # a rule that cannot narrow (FhirPath without `search`) grants nothing to a search
+        if not condition:  # Q(): every row of the wanted types
+            parts = [Q()]
+            break
+        parts.append(condition)
+    if not parts:
+        return None
+    combined = parts[0]
+    for part in parts[1:]:
+        combined |= part
+    return combined & _scope_types(ctx, operation)
+
+
+def _scope_types(ctx: AccessContext, operation: str) -> Q:
+    if ctx.scopes is None:
+        return Q()
+    types = ctx.scopes.permitted_types(operation, patient_context=ctx.identity_type == "Patient")
+    return Q() if types is None else Q(resource_type__in=sorted(types))
+
+
+def rule_case(ctx: AccessContext, operation: str, types: Iterable[str] | None) -> Case | None:
+    """A CASE giving, per row, the position of its authorising rule, when some matching rule shapes or
+    checks what it returns (property filters, body checks); None when no row needs to know."""
+    if ctx.role == SYSTEM:
+        return None
+    wanted = None if types is None else list(types)
+    rules = [
+        rule
+        for rule in _rules(ctx)
+        if any(rule.covers(ctx.role, operation, t) for t in (wanted or ["*"])) and _identity_passes(ctx, rule)
+    ]
+    if not any(rule.property_filters or rule.validator.checks_body for rule in rules):
+        return None
+    whens = []
+    for rule in rules:
+        condition = rule.condition(ctx, wanted)
+        if condition is None:
+            continue
+        # An empty Q (every row) is not a valid WHEN condition; any row matches pk IS NOT NULL.
+        whens.append(When(condition or Q(pk__isnull=False), then=Value(rule.position)))
+    if not whens:
+        return None
+    return Case(*whens, default=Value(None), output_field=IntegerField())
+
+
+def rule_at(ctx: AccessContext, position: int | None) -> CompiledRule | None:
+    if position is None:
+        return None
+    return next((rule for rule in _rules(ctx) if rule.position == position), None)
+
+
+# --- what a rule lets through: property filters and blocked parameters ------------------------
+
+
+def shape(rule: CompiledRule | None, body: str) -> str:
+    """The resource text as the rule lets the caller see it (property filters applied)."""
+    if rule is None or not rule.property_filters:
+        return body
+    from resources import fhirjson
+
+    from .filters import apply_filters
+
+    return fhirjson.dumps(apply_filters(fhirjson.loads(body), rule.property_filters))
+
+
+def blocked_params(ctx: AccessContext, operation: str, resource_type: str) -> dict[str, CompiledRule]:
+    """Search parameters (codes) the matching rules refuse on `resource_type`, with the rule that does."""
+    if ctx.role == SYSTEM:
+        return {}
+
+    def compute() -> dict[str, CompiledRule]:
+        from .filters import blocked_search_params
+
+        blocked: dict[str, CompiledRule] = {}
+        for rule in matching(ctx, operation, resource_type):
+            codes = set(rule.blocked_search_params)
+            if rule.property_filters:
+                codes |= blocked_search_params(resource_type, rule.property_filters)
+            for code in codes:
+                blocked.setdefault(code, rule)
+        return blocked
+
+    return ctx.memo(("blocked-params", operation, resource_type), compute)
+
+
+def blocked_include(ctx: AccessContext, operation: str, resource_type: str, spec: str) -> CompiledRule | None:
+    """The rule that refuses the include `Type:param` on a search of `resource_type`, if any."""
+    if ctx.role == SYSTEM:
+        return None
+    from .filters import blocked_includes
+
+    for rule in matching(ctx, operation, resource_type):
+        source = spec.split(":", 1)[0]
+        refused = set(rule.blocked_includes)
+        if rule.property_filters:
+            refused |= blocked_includes(source, rule.property_filters)
+        if spec in refused or ":".join(spec.split(":")[:2]) in refused:
+            return rule
+    return None
+
+
+def refuse_param(code: str, resource_type: str, rule: CompiledRule) -> FhirError:
+    return error(
+        403,
+        "forbidden",
+        f"Search parameter '{code}' on {resource_type} is not allowed for your role (rule '{rule.name}')",
+        expression=(code,),
+    )

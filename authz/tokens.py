@@ -14,10 +14,10 @@ import hmac
 import logging
 import re
 import secrets
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .errors import unauthorized
@@ -95,7 +95,7 @@ def _check_identity(identity: str) -> None:
 def authenticate(secret: str) -> ApiToken:
     """The live token for a presented secret, or 401. Consumes a one-time token."""
     digest = hash_secret(secret)
-    token = ApiToken.objects.filter(token_hash=digest).first()
+    token = _lookup(digest)
     # The row was found by its hash; compare again in constant time so that the check itself does not
     # depend on how much of the secret was right.
     if token is None or not hmac.compare_digest(token.token_hash, digest):
@@ -112,6 +112,39 @@ def authenticate(secret: str) -> ApiToken:
     if token.kind == ApiToken.ONE_TIME:
         consume(token)
     return token
+
+
+# Authentication runs on every request; a raw statement spares the ORM's query compilation.
+_LOOKUP_SQL = (
+    "SELECT id, token_hash, kind, role, identity, label, expires, revoked "
+    f"FROM {ApiToken._meta.db_table} WHERE token_hash = %s"
+)
+
+
+def _lookup(digest: str) -> ApiToken | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_LOOKUP_SQL, [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, token_hash, kind, role, identity, label, expires, revoked = row
+    return ApiToken(
+        pk=pk,
+        token_hash=token_hash,
+        kind=kind,
+        role=role,
+        identity=identity,
+        label=label,
+        expires=_aware(expires),
+        revoked=_aware(revoked),
+    )
+
+
+def _aware(moment):
+    # SQLite's raw cursor hands back naive UTC datetimes.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def consume(token: ApiToken) -> None:

@@ -8,6 +8,8 @@ rows for the current version only, rewritten in the same transaction as the writ
 
 from django.db import models
 
+from authz.querysets import ResourceManager
+
 
 class BodyField(models.TextField):
     """Canonical JSON text of a resource.
@@ -31,6 +33,10 @@ class Resource(models.Model):
     deleted = models.BooleanField(default=False)
     # Canonical JSON of the current version; empty once deleted (history keeps the bodies).
     body = BodyField(blank=True, default="")
+
+    # Fails closed: every query must be .restrict(ctx, operation)-ed or .system(reason)-ed first.
+    # Django's own plumbing (saves, related lookups) goes through the plain base manager.
+    objects = ResourceManager()
 
     class Meta:
         constraints = [

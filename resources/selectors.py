@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
-from authz.context import AccessContext
+from authz import rules
+from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize
 
 from . import fhirjson
@@ -22,7 +23,7 @@ from .services import Stored, check_type
 # Reads by id are the hottest path of the server, and compiling the equivalent ORM query costs
 # several times the database round trip, so these two statements are written out once.
 _READ_SQL = (
-    f"SELECT version, last_updated, deleted, body FROM {Resource._meta.db_table} "
+    f"SELECT id, version, last_updated, deleted, body FROM {Resource._meta.db_table} "
     "WHERE resource_type = %s AND fhir_id = %s"
 )
 _VREAD_SQL = (
@@ -42,32 +43,69 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> Stored:
+def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, operation: str = "read") -> Stored:
     check_type(resource_type)
-    authorize(ctx, "read", resource_type)
+    authorize(ctx, operation, resource_type)
     row = _fetch_one(_READ_SQL, [resource_type, fhir_id]) if fhirjson.is_valid_id(fhir_id) else None
     if row is None:
-        raise not_found(f"{resource_type}/{fhir_id} is not known")
-    version, last_updated, deleted, body = row
+        raise _unknown(resource_type, fhir_id)
+    pk, version, last_updated, deleted, body = row
     if deleted:
+        # Whether the caller could have read it cannot be told from a row without a body: only a
+        # caller whose rules allow every resource of the type learns that it existed.
+        if not _sees_whole_type(ctx, operation, resource_type):
+            raise _unknown(resource_type, fhir_id)
         error = gone(f"{resource_type}/{fhir_id} has been deleted")
         error.headers["ETag"] = f'W/"{version}"'
         raise error
-    return Stored(resource_type, fhir_id, version, _aware(last_updated), body)
+    rule = _decide(ctx, operation, resource_type, fhir_id, pk, body)
+    return Stored(resource_type, fhir_id, version, _aware(last_updated), rules.shape(rule, body), pk=pk)
 
 
 def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, version: str) -> Stored:
+    """A version, under the rules as they apply to the resource's current state."""
     check_type(resource_type)
     authorize(ctx, "vread", resource_type)
     if not version.isdigit() or len(version) > 9 or not fhirjson.is_valid_id(fhir_id):
         raise not_found(f"{resource_type}/{fhir_id} has no version '{version}'")
+    current = _fetch_one(_READ_SQL, [resource_type, fhir_id])
+    if current is None:
+        raise _unknown(resource_type, fhir_id)
+    pk, _version, _updated, deleted, current_body = current
+    if deleted:
+        rule = None
+        if not _sees_whole_type(ctx, "vread", resource_type):
+            raise _unknown(resource_type, fhir_id)
+    else:
+        rule = _decide(ctx, "vread", resource_type, fhir_id, pk, current_body)
     row = _fetch_one(_VREAD_SQL, [resource_type, fhir_id, int(version)])
     if row is None:
         raise not_found(f"{resource_type}/{fhir_id} has no version {version}")
     last_updated, body = row
     if body is None:
         raise gone(f"Version {version} of {resource_type}/{fhir_id} is a deletion")
-    return Stored(resource_type, fhir_id, int(version), _aware(last_updated), body)
+    return Stored(resource_type, fhir_id, int(version), _aware(last_updated), rules.shape(rule, body), pk=pk)
+
+
+def _unknown(resource_type: str, fhir_id: str):
+    # One message for "missing" and "not yours": the caller cannot tell them apart.
+    return not_found(f"{resource_type}/{fhir_id} is not known")
+
+
+def _sees_whole_type(ctx: AccessContext, operation: str, resource_type: str) -> bool:
+    if ctx.role == SYSTEM:
+        return True
+    first = rules.matching(ctx, operation, resource_type)
+    return bool(first) and first[0].unconditional
+
+
+def _decide(ctx: AccessContext, operation: str, resource_type: str, fhir_id: str, pk: int, body: str):
+    if ctx.role == SYSTEM:
+        return None
+    rule = rules.decide(ctx, operation, resource_type, pk, lambda: fhirjson.loads(body))
+    if rule is None:
+        raise _unknown(resource_type, fhir_id)
+    return rule
 
 
 @dataclass(frozen=True)
@@ -113,18 +151,33 @@ def resource_history(
     cursor: str | None = None,
 ) -> HistoryPage:
     """Versions newest first, keyset-paged on (last_updated, pk) so pages stay stable under writes."""
-    authorize(ctx, "history", resource_type or "*")
-    versions = ResourceVersion.objects.all()
-    total = None
     if resource_type is not None:
         check_type(resource_type)
+    authorize(ctx, "history", resource_type or "*")
+    types = [resource_type] if resource_type is not None else None
+    versions = ResourceVersion.objects.all()
+    total = None
+    instance_rule = None
+    if resource_type is not None:
         versions = versions.filter(resource_type=resource_type)
     if fhir_id is not None:
         if not fhirjson.is_valid_id(fhir_id):
-            raise not_found(f"{resource_type}/{fhir_id} is not known")
+            raise _unknown(resource_type, fhir_id)
         versions = versions.filter(fhir_id=fhir_id)
-        if not Resource.objects.filter(resource_type=resource_type, fhir_id=fhir_id).exists():
-            raise not_found(f"{resource_type}/{fhir_id} is not known")
+        current = _fetch_one(_READ_SQL, [resource_type, fhir_id])
+        if current is None:
+            raise _unknown(resource_type, fhir_id)
+        pk, _version, _updated, deleted, body = current
+        if deleted:
+            if not _sees_whole_type(ctx, "history", resource_type):
+                raise _unknown(resource_type, fhir_id)
+        else:
+            instance_rule = _decide(ctx, "history", resource_type, fhir_id, pk, body)
+    elif ctx.role != SYSTEM and not all(_sees_whole_type(ctx, "history", t) for t in types or ["*"]):
+        # A listing keeps the versions of the resources the caller may see now (deleted ones, which
+        # no rule can be evaluated on, only for callers who may see every resource of the type).
+        visible = Resource.objects.restrict(ctx, "history", types).values("pk")
+        versions = versions.filter(resource_id__in=visible)
     if since is not None:
         versions = versions.filter(last_updated__gte=since)
     if at is not None:
@@ -145,8 +198,38 @@ def resource_history(
         )[: count + 1]
     )
     next_cursor = _cursor(rows[count - 1][4], rows[count - 1][0]) if len(rows) > count and count else None
+    rows = rows[:count]
+    shaping = _history_rules(ctx, types, rows) if fhir_id is None else {}
     entries = [
-        HistoryEntry(Stored(rtype, rid, ver, updated, body or "", deleted=body is None), method)
-        for _pk, rtype, rid, ver, updated, method, body in rows[:count]
+        HistoryEntry(
+            Stored(
+                rtype,
+                rid,
+                ver,
+                updated,
+                rules.shape(instance_rule or shaping.get((rtype, rid)), body) if body else "",
+                deleted=body is None,
+            ),
+            method,
+        )
+        for _pk, rtype, rid, ver, updated, method, body in rows
     ]
     return HistoryPage(entries, next_cursor, total)
+
+
+def _history_rules(ctx: AccessContext, types: list[str] | None, rows: list[tuple]) -> dict:
+    """The authorising rule of each resource on a history page, when some rule redacts (one query)."""
+    case = rules.rule_case(ctx, "history", types)
+    if case is None or not rows:
+        return {}
+    keys = {(row[1], row[2]) for row in rows}
+    condition = Q()
+    for rtype, rid in keys:
+        condition |= Q(resource_type=rtype, fhir_id=rid)
+    found = (
+        Resource.objects.restrict(ctx, "history", types)
+        .filter(condition)
+        .annotate(access_rule=case)
+        .values_list("resource_type", "fhir_id", "access_rule")
+    )
+    return {(rtype, rid): rules.rule_at(ctx, position) for rtype, rid, position in found}

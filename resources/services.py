@@ -8,6 +8,7 @@ concurrent writers of one resource queue and never share or skip a version numbe
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,8 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from authz.context import AccessContext
+from authz import rules
+from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize
 
 from . import definitions, fhirjson
@@ -23,7 +25,7 @@ from .fhirpathpatch import apply_fhirpath_patch
 from .indexing import clear_index, index_resources
 from .jsonpatch import apply_patch
 from .models import Resource, ResourceVersion
-from .outcomes import FhirError, bad_request, gone, not_found, precondition_failed
+from .outcomes import FhirError, bad_request, error, gone, not_found, precondition_failed
 from .search.conditional import find_matches
 from .validation import validate_resource
 
@@ -38,6 +40,7 @@ class Stored:
     last_updated: datetime
     body: str
     deleted: bool = False
+    pk: int | None = None  # the Resource row, where the writer or reader knows it
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def _store(row: Resource, body: dict, *, method: str) -> Stored:
         body=text,
     )
     index_resources([(row, stored_body)], fresh=False)
-    return Stored(row.resource_type, row.fhir_id, row.version, now, text)
+    return Stored(row.resource_type, row.fhir_id, row.version, now, text, pk=row.pk)
 
 
 def _insert(resource_type: str, fhir_id: str, body: dict, method: str) -> Stored:
@@ -144,7 +147,7 @@ def insert_many(items: list[tuple[str, str, dict, str]]) -> list[Stored]:
         for row, item in zip(rows, items, strict=True)
     )
     index_resources(list(zip(rows, stored_bodies, strict=True)), fresh=True)
-    return [Stored(row.resource_type, row.fhir_id, 1, now, row.body) for row in rows]
+    return [Stored(row.resource_type, row.fhir_id, 1, now, row.body, pk=row.pk) for row in rows]
 
 
 def _check_version(expected: int | None, row: Resource) -> None:
@@ -235,14 +238,16 @@ def resource_create(
     checked = checked_body(resource_type, body)
     if if_none_exist:
         serialise_conditional(resource_type, if_none_exist)
-        matches = find_matches(resource_type, if_none_exist)
+        matches = find_matches(ctx, resource_type, if_none_exist)
         if len(matches) > 1:
             raise precondition_failed(
                 f"If-None-Exist criteria '{if_none_exist}' match more than one resource"
             )
         if matches:
             return WriteResult(stored_from_row(matches[0]), 200)
-    return WriteResult(_insert(resource_type, fhir_id or new_id(), checked, "POST"), 201)
+    stored = _insert(resource_type, fhir_id or new_id(), checked, "POST")
+    _may_result(ctx, "create", stored, checked)
+    return WriteResult(stored, 201)
 
 
 @transaction.atomic
@@ -276,16 +281,22 @@ def resource_update(
             raise precondition_failed(f"{resource_type}/{fhir_id} does not exist; If-Match cannot hold")
         try:
             with transaction.atomic():
-                return WriteResult(_insert(resource_type, fhir_id, checked, "PUT"), 201)
+                stored = _insert(resource_type, fhir_id, checked, "PUT")
         except IntegrityError:
             # A concurrent update-as-create won the insert; queue behind it and update its row.
             row = _lock_row(resource_type, fhir_id)
             if row is None:
                 raise
+        else:
+            _may_result(ctx, "update", stored, checked)
+            return WriteResult(stored, 201)
+    _may_change(ctx, "update", row)
     _check_version(expected, row)
     status = 201 if row.deleted else 200
     row.version += 1
-    return WriteResult(_store(row, checked, method="PUT"), status)
+    stored = _store(row, checked, method="PUT")
+    _may_result(ctx, "update", stored, checked)
+    return WriteResult(stored, status)
 
 
 @transaction.atomic
@@ -295,7 +306,7 @@ def resource_conditional_update(
     check_type(resource_type)
     authorize(ctx, "update", resource_type)
     serialise_conditional(resource_type, criteria)
-    matches = find_matches(resource_type, criteria)
+    matches = find_matches(ctx, resource_type, criteria)
     if len(matches) > 1:
         raise precondition_failed(f"Conditional update criteria '{criteria}' match more than one resource")
     body_id = body.get("id") if isinstance(body, dict) else None
@@ -326,6 +337,7 @@ def resource_patch(
         raise not_found(f"{resource_type}/{fhir_id} is not known")
     if row.deleted:
         raise gone(f"{resource_type}/{fhir_id} has been deleted")
+    _may_change(ctx, "patch", row)
     _check_version(expected, row)
     current = fhirjson.loads(row.body)
     # A JSON Patch is an array of operations; a FHIRPath Patch is a Parameters resource.
@@ -334,7 +346,9 @@ def resource_patch(
         raise bad_request("A patch may not change the resource type or id", code="invalid")
     checked = checked_body(resource_type, patched)
     row.version += 1
-    return WriteResult(_store(row, checked, method="PATCH"), 200)
+    stored = _store(row, checked, method="PATCH")
+    _may_result(ctx, "patch", stored, checked)
+    return WriteResult(stored, 200)
 
 
 @transaction.atomic
@@ -345,6 +359,7 @@ def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> 
     row = _lock_row(resource_type, fhir_id)
     if row is None or row.deleted:
         return None
+    _may_change(ctx, "delete", row)
     now = _now()
     row.version += 1
     row.last_updated = now
@@ -371,7 +386,7 @@ def resource_conditional_delete(
     check_type(resource_type)
     authorize(ctx, "delete", resource_type)
     serialise_conditional(resource_type, criteria)
-    matches = find_matches(resource_type, criteria)
+    matches = find_matches(ctx, resource_type, criteria)
     if len(matches) > 1:
         raise precondition_failed(f"Conditional delete criteria '{criteria}' match more than one resource")
     if not matches:
@@ -380,4 +395,39 @@ def resource_conditional_delete(
 
 
 def stored_from_row(row: Resource) -> Stored:
-    return Stored(row.resource_type, row.fhir_id, row.version, row.last_updated, row.body, row.deleted)
+    return Stored(
+        row.resource_type, row.fhir_id, row.version, row.last_updated, row.body, row.deleted, row.pk
+    )
+
+
+# --- access: writes check the stored state and the proposed state, inside the transaction -------
+
+
+def _may_change(ctx: AccessContext, operation: str, row: Resource) -> None:
+    """Before a write: the caller's rules must allow `operation` on the resource as stored. One it may
+    not even read answers like a missing resource (404); one it may read but not change is a 403."""
+    if ctx.role == SYSTEM or row.deleted:
+        return
+    body = functools.partial(fhirjson.loads, row.body)
+    if rules.decide(ctx, operation, row.resource_type, row.pk, body) is not None:
+        return
+    if rules.readable(ctx, row.resource_type, row.pk, body):
+        raise error(
+            403, "forbidden", f"Your rules do not allow {operation} on {row.resource_type}/{row.fhir_id}"
+        )
+    raise not_found(f"{row.resource_type}/{row.fhir_id} is not known")
+
+
+def _may_result(ctx: AccessContext, operation: str, stored: Stored, body: dict) -> None:
+    """After a write, before commit: the new state must still be within what the caller may
+    `operation` (a Patient cannot create an Observation for another patient or move one out of its
+    compartment). Raising rolls the write back."""
+    if ctx.role == SYSTEM:
+        return
+    if rules.decide(ctx, operation, stored.resource_type, stored.pk, lambda: body) is None:
+        raise error(
+            403,
+            "forbidden",
+            f"Your rules do not allow {operation} of this {stored.resource_type}: the result would be "
+            "outside what you may write",
+        )

@@ -157,8 +157,8 @@ def _transaction(ctx: AccessContext, raw_entries: list) -> list[EntryResult]:
     for entry in ordered:
         if entry.method == "DELETE":
             results[entry.index] = _run(ctx, entry)
-    mapping, matched = _assign_ids(entries)
-    _rewrite_references(entries, mapping)
+    mapping, matched = _assign_ids(ctx, entries)
+    _rewrite_references(ctx, entries, mapping)
     for index, stored in matched.items():
         results[index] = EntryResult(200, stored)
     creates = [e for e in ordered if e.method == "POST" and e.index not in matched]
@@ -205,7 +205,7 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
         seen[key] = entry.index
 
 
-def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]]:
+def _assign_ids(ctx: AccessContext, entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]]:
     """fullUrl -> 'Type/id' for every entry that creates or updates; conditional creates that match
     an existing resource are answered from it (entry index -> stored) and not written."""
     mapping: dict[str, str] = {}
@@ -216,7 +216,7 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
             if entry.method == "POST":
                 check_type(entry.resource_type)
                 criteria = entry.request.get("ifNoneExist")
-                found = _locked_matches(entry.resource_type, criteria) if criteria else []
+                found = _locked_matches(ctx, entry.resource_type, criteria) if criteria else []
                 if len(found) > 1:
                     raise precondition_failed(f"ifNoneExist '{criteria}' matches more than one resource")
                 if found:
@@ -229,7 +229,7 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
                 target = entry.fhir_id
             elif entry.method == "PUT":
                 check_type(entry.resource_type)
-                found = _locked_matches(entry.resource_type, entry.query or "")
+                found = _locked_matches(ctx, entry.resource_type, entry.query or "")
                 if len(found) > 1:
                     raise precondition_failed(
                         f"Conditional update '{entry.url}' matches more than one resource"
@@ -248,14 +248,14 @@ def _assign_ids(entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]
     return mapping, matched
 
 
-def _locked_matches(resource_type: str, criteria: str) -> list:
+def _locked_matches(ctx: AccessContext, resource_type: str, criteria: str) -> list:
     # The same lock the single conditional interactions take, so that two transactions with the
     # same ifNoneExist cannot both create.
     serialise_conditional(resource_type, criteria)
-    return find_matches(resource_type, criteria)
+    return find_matches(ctx, resource_type, criteria)
 
 
-def _rewrite_references(entries: list[Entry], mapping: dict[str, str]) -> None:
+def _rewrite_references(ctx: AccessContext, entries: list[Entry], mapping: dict[str, str]) -> None:
     conditional_cache: dict[str, str] = {}
 
     def resolve(value: str, index: int) -> str:
@@ -263,7 +263,7 @@ def _rewrite_references(entries: list[Entry], mapping: dict[str, str]) -> None:
             return mapping[value]
         if "?" in value and "/" not in value.split("?", 1)[0]:
             if value not in conditional_cache:
-                conditional_cache[value] = _resolve_conditional_reference(value, index)
+                conditional_cache[value] = _resolve_conditional_reference(ctx, value, index)
             return conditional_cache[value]
         return value
 
@@ -289,11 +289,11 @@ def _rewrite_references(entries: list[Entry], mapping: dict[str, str]) -> None:
             walk(entry.resource, entry.index)
 
 
-def _resolve_conditional_reference(reference: str, index: int) -> str:
+def _resolve_conditional_reference(ctx: AccessContext, reference: str, index: int) -> str:
     resource_type, _, criteria = reference.partition("?")
     try:
         check_type(resource_type)
-        found = find_matches(resource_type, criteria)
+        found = find_matches(ctx, resource_type, criteria)
     except FhirError as exc:
         raise _entry_error(index, exc) from exc
     if len(found) != 1:
@@ -356,7 +356,7 @@ def _dispatch(ctx: AccessContext, entry: Entry) -> EntryResult:
         return EntryResult(result.status, result.stored, location=result.status == 201)
     if entry.method == "PATCH":
         if entry.query is not None:
-            found = find_matches(rtype, entry.query)
+            found = find_matches(ctx, rtype, entry.query)
             if len(found) != 1:
                 raise precondition_failed(f"Conditional patch '{entry.url}' must match exactly one resource")
             fid = found[0].fhir_id

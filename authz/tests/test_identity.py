@@ -135,15 +135,15 @@ def test_auto_create_once_per_subject():
     assert first.role == "Patient" and first.reference.startswith("Patient/")
     again = resolve_external(config, claims)
     assert again.reference == first.reference
-    assert Resource.objects.filter(resource_type="Patient").count() == 1
-    body = Resource.objects.get(resource_type="Patient").body
+    assert Resource.objects.system("test").filter(resource_type="Patient").count() == 1
+    body = Resource.objects.system("test").get(resource_type="Patient").body
     assert "Silva" in body and SYSTEM in body and "ana@example.org" in body
     assert IdentityLink.objects.get(issuer=ISSUER, subject="new-1").reference == first.reference
 
 
 def test_auto_create_is_off_by_default():
     assert "not mapped" in _refused(_config(), {"sub": "new-2"})
-    assert not Resource.objects.exists()
+    assert not Resource.objects.system("test").exists()
 
 
 def test_local_user_identity():

@@ -150,7 +150,9 @@ FHIR_MAX_INCLUDED = _int_setting("FHIR_MAX_INCLUDED", 5000)
 # The OAuth 2.0 / OIDC provider (django-oauth-toolkit) signs ID tokens with an RSA key: give it as
 # PEM in OIDC_RSA_PRIVATE_KEY, or as a file path; in the embedded mode a key is generated into the
 # file on first use (var/ is not committed).
-OIDC_RSA_PRIVATE_KEY_FILE = env.str("OIDC_RSA_PRIVATE_KEY_FILE", default=str(BASE_DIR / "var" / "oidc-key.pem"))
+OIDC_RSA_PRIVATE_KEY_FILE = env.str(
+    "OIDC_RSA_PRIVATE_KEY_FILE", default=str(BASE_DIR / "var" / "oidc-key.pem")
+)
 _oidc_key = env.str("OIDC_RSA_PRIVATE_KEY", default="") or signing_key(OIDC_RSA_PRIVATE_KEY_FILE)
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
@@ -179,6 +181,9 @@ LOGIN_URL = "/admin/login/"
 # authz.models.TrustedIssuer (issuer, jwks_url or discovery_url, audience, claim names, ...).
 # More can be added in the console.
 FHIR_TRUSTED_ISSUERS = env.json("FHIR_TRUSTED_ISSUERS", default=[])
+# `X-Explain: true` from an Admin caller answers with the rule chain's reasoning instead of the
+# request's result (authz/explain.py).
+FHIR_EXPLAIN = env.bool("FHIR_EXPLAIN", default=False)
 # Tolerated clock difference when checking exp/nbf/iat of external JWTs, in seconds.
 FHIR_JWT_LEEWAY = _int_setting("FHIR_JWT_LEEWAY", 60, minimum=0)
 # Lifetime of API tokens minted without an explicit one (seconds; 0 = no expiry for durable ones).

@@ -40,7 +40,11 @@ def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool =
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
             if not public:
-                context(request)  # a bad credential is refused before anything else is looked at
+                ctx = context(request)  # a bad credential is refused before anything else is looked at
+                if request.headers.get("X-Explain", "").lower() == "true" and settings.FHIR_EXPLAIN:
+                    explained = _explain(request, ctx, kwargs)
+                    if explained is not None:
+                        return explained
             check_accept(request)
             response = view(request, *args, **kwargs)
         except FhirError as exc:
@@ -54,6 +58,23 @@ def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool =
         return response
 
     return wrapper
+
+
+def _explain(request: HttpRequest, ctx: AccessContext, kwargs: dict) -> HttpResponse | None:
+    """The rule chain's verdict on this request instead of its answer (Admin callers only); the
+    X-Explain-Role / X-Explain-Identity headers evaluate it as another caller."""
+    from authz.explain import explain, operation_of
+
+    if ctx.role != "Admin":
+        return None
+    role = request.headers.get("X-Explain-Role") or ctx.role
+    identity = request.headers.get("X-Explain-Identity") or (ctx.identity if role == ctx.role else None)
+    subject = AccessContext(role=role, identity=identity or None, request_id=ctx.request_id, method="explain")
+    operation, resource_type, fhir_id = operation_of(request.method, request.path, kwargs)
+    issues = explain(subject, operation, resource_type, fhir_id)
+    response = outcome_response(200, issues, {}, request)
+    response["X-Request-Id"] = ctx.request_id
+    return response
 
 
 def context(request: HttpRequest) -> AccessContext:

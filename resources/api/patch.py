@@ -33,7 +33,7 @@ def patch(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpRespons
 def conditional_patch(request: HttpRequest, resource_type: str) -> HttpResponse:
     check_type(resource_type)
     criteria = request.META.get("QUERY_STRING", "")
-    matches = find_matches(resource_type, criteria)
+    matches = find_matches(context(request), resource_type, criteria)
     if len(matches) != 1:
         found = "no resource" if not matches else "several resources"
         raise precondition_failed(

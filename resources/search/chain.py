@@ -75,6 +75,7 @@ def compile_has(ctx: Context, resource_type: str, name: str, value: str) -> Q:
     reference = search_parameters(source_type).get(reference_code)
     if reference is None or reference.type != "reference":
         raise UnknownParameter(f"'{reference_code}' is not a reference parameter of {source_type}")
+    ctx.check(source_type, reference_code)
     criteria = ctx.compile(ctx.deeper(), source_type, rest, value)
     sources = ctx.targets(source_type).filter(criteria).values("pk")
     links = ReferenceIndex.objects.filter(

@@ -51,6 +51,12 @@ def narrowing(compartment_type: str, compartment_id: str, member_type: str | Non
     members = rows.values("resource_id")
     if member_type not in (None, compartment_type):
         return Q(pk__in=members)
-    focus = Resource.objects.filter(resource_type=compartment_type, fhir_id=compartment_id).values("pk")
+    # The focus row only names which resource the compartment is about; the outer query is the
+    # caller's restricted one and decides whether that row is returned.
+    focus = (
+        Resource.objects.system("compartment focus row")
+        .filter(resource_type=compartment_type, fhir_id=compartment_id)
+        .values("pk")
+    )
     # A union keeps this one semi-join; `IN (...) OR (type AND id)` would test every row instead.
     return Q(pk__in=members.union(focus))

@@ -13,8 +13,11 @@ from urllib.parse import parse_qsl
 
 from django.db.models import Q
 
+from authz.context import AccessContext
+
 from ..models import Resource
 from ..outcomes import bad_request
+from . import access
 from .criteria import build_criteria
 
 
@@ -29,15 +32,22 @@ def parse_criteria(query: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def criteria_filter(resource_type: str, pairs: list[tuple[str, str]]) -> Q:
+def criteria_filter(ctx: AccessContext, resource_type: str, pairs: list[tuple[str, str]]) -> Q:
     """Current resources of `resource_type` matching `pairs`, every parameter understood or a 400."""
-    criteria = build_criteria(resource_type, pairs, strict=True)
+    criteria = build_criteria(
+        resource_type,
+        pairs,
+        strict=True,
+        rows=lambda target: access.rows(ctx, "search", [target]),
+        guard=access.guard(ctx),
+    )
     if not criteria.used:
         raise bad_request("Conditional interaction without search criteria", code="invalid")
     return Q(resource_type=resource_type, deleted=False) & criteria.q
 
 
-def find_matches(resource_type: str, query: str, *, limit: int = 2) -> list[Resource]:
-    """Up to `limit` current resources of `resource_type` matching `query`."""
-    condition = criteria_filter(resource_type, parse_criteria(query))
-    return list(Resource.objects.filter(condition).order_by("pk")[:limit])
+def find_matches(ctx: AccessContext, resource_type: str, query: str, *, limit: int = 2) -> list[Resource]:
+    """Up to `limit` current resources of `resource_type` matching `query`, among those the caller may
+    search: a match it may not see is not revealed, not even by a conditional create's outcome."""
+    condition = criteria_filter(ctx, resource_type, parse_criteria(query))
+    return list(access.rows(ctx, "search", [resource_type]).filter(condition).order_by("pk")[:limit])

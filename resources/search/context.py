@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 
 from ..definitions import SearchParam
-from ..models import Resource
 
 # Chains and _has nest one subquery per level; deeper queries are refused rather than planned.
 MAX_DEPTH = 4
@@ -39,24 +38,28 @@ class Param:
 class Context:
     """Options of one compilation, and the way back into it for chains and _has.
 
-    `compile(ctx, resource_type, name, value)` compiles one parameter; `target_scope(type)` narrows
-    every resource reached through a chain or `_has`, so a chain cannot reveal what a read refuses.
+    `compile(ctx, resource_type, name, value)` compiles one parameter. `rows()` is the caller's view
+    of the resources (Resource.objects restricted by the access rules, or the system's), so a chain
+    or `_has` cannot filter by values a read would refuse; `guard(resource_type, code)` refuses a
+    parameter the caller's rules block (403) before it is compiled.
     """
 
     compile: Callable[[Context, str, str, str], Q]
+    rows: Callable[[str], QuerySet]
     base_urls: tuple[str, ...] = ()
-    target_scope: Callable[[str], Q] | None = None
+    guard: Callable[[str, str], None] | None = None
     depth: int = 0
 
     def deeper(self) -> Context:
         return replace(self, depth=self.depth + 1)
 
     def targets(self, resource_type: str) -> QuerySet:
-        """Current resources of a type reached through a chain or _has (one place to narrow them)."""
-        rows = Resource.objects.filter(resource_type=resource_type, deleted=False)
-        if self.target_scope is not None:
-            rows = rows.filter(self.target_scope(resource_type))
-        return rows
+        """Current resources of a type reached through a chain or _has, as the caller may see them."""
+        return self.rows(resource_type).filter(resource_type=resource_type, deleted=False)
+
+    def check(self, resource_type: str, code: str) -> None:
+        if self.guard is not None:
+            self.guard(resource_type, code)
 
 
 def index_rows(model: type[Model], resource_type: str, param: str, condition: Q | None = None) -> Exists:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from .. import definitions
 from ..definitions import SearchParam
@@ -61,16 +61,18 @@ def build_criteria(
     params: list[tuple[str, str]],
     *,
     strict: bool,
+    rows: Callable[[str], QuerySet],
     base_urls: tuple[str, ...] = (),
-    target_scope: Callable[[str], Q] | None = None,
+    guard: Callable[[str, str], None] | None = None,
 ) -> Criteria:
     """Compile the criteria among `params` for a search of `resource_type`.
 
     `base_urls`: this server's base URLs as the client sees them, so absolute references to local
-    resources match their `Type/id` (settings.FHIR_BASE_URL always counts). `target_scope(type)`:
-    narrowing applied to every resource a chain or `_has` reaches (the rule engine's hook).
+    resources match their `Type/id` (settings.FHIR_BASE_URL always counts). `rows(type)`: the
+    caller's view of the resources of a type (restricted by the access rules), which every resource a
+    chain or `_has` reaches comes from; `guard(type, code)` refuses parameters the rules block.
     """
-    ctx = Context(compile=_compile, base_urls=base_urls, target_scope=target_scope)
+    ctx = Context(compile=_compile, rows=rows, base_urls=base_urls, guard=guard)
     for name, value in params:
         refuse_nul(name, value)
     condition, used, params = _single_row_ranges(resource_type, params)
@@ -160,6 +162,7 @@ def _compile(ctx: Context, resource_type: str, name: str, value: str) -> Q:
     if definition is None:
         known = parsed.code in definitions.search_parameters(resource_type)
         raise UnknownParameter("not evaluated by this server" if known else "no such parameter")
+    ctx.check(resource_type, parsed.code)
     if parsed.chain is not None:
         return chain.compile_chain(ctx, resource_type, definition, parsed.modifier, parsed.chain, value)
     if not value:

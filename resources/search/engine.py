@@ -24,23 +24,24 @@ access rules will narrow what search, includes and `$everything` can return.
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from authz import rules
 from authz.context import AccessContext
-from authz.rules import authorize
 
-from .. import definitions
-from ..models import Resource
+from .. import definitions, fhirjson
 from ..outcomes import Issue, bad_request
 from ..services import Stored, check_type
+from . import access, include, paging, sort
 from . import compartment as compartments
 from . import everything as record
-from . import include, paging, sort
 from .criteria import build_criteria
 
 # Parameters of the search framework rather than criteria (search.html#return, #paging, #summary).
@@ -87,6 +88,7 @@ class _Plan:
     used: list[tuple[str, str]]
     ignored: list[str]
     notes: list[Issue]
+    types: list[str] | None = None  # the searched types (None: every type)
 
 
 def search(
@@ -127,24 +129,30 @@ def everything(
 ) -> SearchPage:
     """One page of a patient record (everything.py), in insertion order. `used`/`ignored`: the
     request's parameters as the API sorted them, reported back like a search's."""
-    authorize(ctx, "everything", "Patient")
+    rules.authorize(ctx, "everything", "Patient")
     for resource_type in types or ():
         if resource_type not in definitions.resource_types():
             raise bad_request(f"_type: unknown resource type '{resource_type}'", expression=("_type",))
     condition = record.record(patient_id) & record.narrowing(since=since, types=types)
-    plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [])
+    plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [], types)
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
 
-def _scoped(ctx: AccessContext, operation: str) -> QuerySet:
-    # The access-rule narrowing (Resource.objects.restrict(ctx, operation)) plugs in here. Until then
-    # only a credential's SMART scopes narrow: to the types they allow `operation` on.
-    rows = Resource.objects.all()
-    if ctx.scopes is not None:
-        types = ctx.scopes.permitted_types(operation, patient_context=ctx.identity_type == "Patient")
-        if types is not None:
-            rows = rows.filter(resource_type__in=sorted(types))
-    return rows
+def _check_includes(ctx: AccessContext, types: list[str] | None, directives: list[include.Directive]) -> None:
+    for directive in directives:
+        sources = [directive.source_type] if directive.source_type else (types or [])
+        for source in sources:
+            params = [directive.param] if directive.param else include.reference_params(source)
+            for param in params:
+                spec = f"{source}:{param}"
+                for searched in types or [source]:
+                    rule = rules.blocked_include(ctx, "search", searched, spec) or rules.blocked_include(
+                        ctx, "read", source, spec
+                    )
+                    if rule is not None:
+                        raise rules.refuse_param(
+                            "_revinclude" if directive.reverse else "_include", spec, rule
+                        )
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -187,14 +195,19 @@ def _plan(
 
     types = _types(resource_type, type_values, compartment)
     for searched in types or ("*",):
-        authorize(ctx, "search", searched)
+        rules.authorize(ctx, "search", searched)
+    build = functools.partial(
+        build_criteria,
+        strict=strict,
+        base_urls=base_urls,
+        rows=lambda target: access.rows(ctx, "search", [target]),
+        guard=access.guard(ctx),
+    )
     if types is None:
-        condition, crit_used, crit_ignored = _common_criteria(criteria, strict=strict, base_urls=base_urls)
+        condition, crit_used, crit_ignored = _common_criteria(criteria, build=build, strict=strict)
         sort_types = [_ANY_TYPE]
     else:
-        condition, crit_used, crit_ignored = _typed_criteria(
-            types, criteria, strict=strict, base_urls=base_urls
-        )
+        condition, crit_used, crit_ignored = _typed_criteria(types, criteria, build=build)
         sort_types = types
     if compartment is not None:
         condition &= compartments.narrowing(*compartment, resource_type)
@@ -211,6 +224,10 @@ def _plan(
                         expression=("_sort",),
                     )
     keys = sort.parse_sort(sort_values, sort_types)
+    guard = access.guard(ctx)
+    for key in keys:
+        for sorted_type in types or []:
+            guard(sorted_type, key.code)
 
     directives = []
     for name, value in includes:
@@ -220,7 +237,8 @@ def _plan(
         else:
             directives.append(directive)
             used.append((name, value))
-    return _Plan(condition, keys, directives, used, list(dict.fromkeys(ignored)), [])
+    _check_includes(ctx, types, directives)
+    return _Plan(condition, keys, directives, used, list(dict.fromkeys(ignored)), [], types)
 
 
 # Common parameters are the same for every type; any concrete type resolves them.
@@ -253,17 +271,17 @@ def _types(
 
 
 def _typed_criteria(
-    types: list[str], criteria: list[tuple[str, str]], *, strict: bool, base_urls: tuple[str, ...]
+    types: list[str], criteria: list[tuple[str, str]], *, build: Callable
 ) -> tuple[Q, list[tuple[str, str]], list[str]]:
     """Criteria of each type, ORed; with several types a parameter must be known to all of them
     (search.html#all), so one ignored by any type is ignored for all."""
 
     def compile_all(pairs: list[tuple[str, str]]) -> list:
-        return [build_criteria(t, pairs, strict=strict, base_urls=base_urls) for t in types]
+        return [build(t, pairs) for t in types]
 
     if len(types) > 1 and _row_only(criteria):
         # The same condition for every type: one `resource_type IN (...)` instead of an OR per type.
-        compiled = build_criteria(types[0], criteria, strict=strict, base_urls=base_urls)
+        compiled = build(types[0], criteria)
         return Q(resource_type__in=types) & compiled.q, list(compiled.used), _names([compiled])
     compiled = compile_all(criteria)
     ignored = _names(compiled)
@@ -279,7 +297,7 @@ def _typed_criteria(
 
 
 def _common_criteria(
-    criteria: list[tuple[str, str]], *, strict: bool, base_urls: tuple[str, ...]
+    criteria: list[tuple[str, str]], *, build: Callable, strict: bool
 ) -> tuple[Q, list[tuple[str, str]], list[str]]:
     """Criteria of a search across every type: common parameters only (search.html#all)."""
     ignored: list[str] = []
@@ -299,13 +317,11 @@ def _common_criteria(
             ignored.append(name)
     if _row_only(common):
         # Answered from the Resource row's own columns: the same condition for every type.
-        compiled = build_criteria(_ANY_TYPE, common, strict=strict, base_urls=base_urls)
+        compiled = build(_ANY_TYPE, common)
         return compiled.q, list(compiled.used), ignored + _names([compiled])
     # _tag, _profile, _security and _source live in index tables keyed by (resource_type, param),
     # and the compiled lookups name the type, so each type gets its own alternative.
-    condition, used, more = _typed_criteria(
-        sorted(definitions.resource_types()), common, strict=strict, base_urls=base_urls
-    )
+    condition, used, more = _typed_criteria(sorted(definitions.resource_types()), common, build=build)
     return condition, used, ignored + more
 
 
@@ -349,18 +365,24 @@ def _execute(
     kinds = [key.kind for key in keys]
     signature = paging.sort_signature([key.spec for key in keys] + kinds)
     position = paging.decode(cursor, signature=signature, kinds=kinds) if cursor else None
-    rows = _scoped(ctx, "search").filter(plan.condition, deleted=False)
+    rows = access.rows(ctx, "search", plan.types).filter(plan.condition, deleted=False)
+    # Which rule authorises each row, when some rule shapes (property filters) or checks what it returns.
+    attribution = rules.rule_case(ctx, "search", plan.types)
 
     if count == 0:
         return SearchPage([], None, rows.count(), plan.used, plan.ignored, notes=plan.notes)
 
     backward = position is not None and position.direction == paging.BACKWARD
     page = rows.annotate(**sort.annotations(keys))
+    if attribution is not None:
+        page = page.annotate(access_rule=attribution)
     if position is not None:
         page = page.filter(sort.beyond(keys, position))
     aliases = [key.alias(i) for i, key in enumerate(keys)]
     fetched = list(
-        page.order_by(*sort.ordering(keys, reverse=backward)).values_list(*_FIELDS, *aliases)[: count + 1]
+        page.order_by(*sort.ordering(keys, reverse=backward)).values_list(
+            *_FIELDS, *aliases, *(("access_rule",) if attribution is not None else ())
+        )[: count + 1]
     )
     more = len(fetched) > count
     fetched = fetched[:count]
@@ -391,13 +413,23 @@ def _execute(
     notes = list(plan.notes)
     included: list[Stored] = []
     if plan.directives and fetched:
+        include_attribution = rules.rule_case(ctx, "read", None)
+
+        def included_rows() -> QuerySet:
+            scoped = access.rows(ctx, "read")
+            return (
+                scoped.annotate(access_rule=include_attribution)
+                if include_attribution is not None
+                else scoped
+            )
+
         found, truncated = include.resolve(
-            lambda: _scoped(ctx, "read"),
+            included_rows,
             plan.directives,
             [include.Row(row[0], row[1], row[2]) for row in fetched],
-            _FIELDS,
+            _FIELDS + (("access_rule",) if include_attribution is not None else ()),
         )
-        included = [_stored(row) for row in found]
+        included = _shaped(ctx, found, include_attribution is not None)
         if truncated:
             notes.append(
                 Issue(
@@ -407,8 +439,11 @@ def _execute(
                     "warning",
                 )
             )
+    matches = _shaped(ctx, fetched, attribution is not None)
+    if len(matches) < len(fetched):
+        counted = None  # a rule's body check dropped rows: a count from SQL would include them
     return SearchPage(
-        [_stored(row) for row in fetched],
+        matches,
         next_cursor,
         counted,
         plan.used,
@@ -422,6 +457,23 @@ def _execute(
 def _stored(row: tuple) -> Stored:
     _pk, resource_type, fhir_id, version, last_updated, body = row[:6]
     return Stored(resource_type, fhir_id, version, last_updated, body)
+
+
+def _shaped(ctx: AccessContext, fetched: list[tuple], attributed: bool) -> list[Stored]:
+    """Rows as the caller may see them: with an authorising rule per row (last column), that rule's
+    body check drops the row or its property filters redact it."""
+    if not attributed:
+        return [_stored(row) for row in fetched]
+    out = []
+    for row in fetched:
+        stored = _stored(row)
+        rule = rules.rule_at(ctx, row[-1])
+        if rule is None:
+            continue
+        if rule.validator.checks_body and rule.validator.check(ctx, fhirjson.loads(stored.body)) is not True:
+            continue
+        out.append(replace(stored, body=rules.shape(rule, stored.body)))
+    return out
 
 
 def _estimate(rows: QuerySet) -> int:

@@ -50,7 +50,10 @@ def record(patient_id: str | None) -> Q:
     if patient_id is None:
         return _every_record()
     members = CompartmentMembership.objects.filter(compartment_type=COMPARTMENT, compartment_id=patient_id)
-    patients = Resource.objects.filter(resource_type=COMPARTMENT, fhir_id=patient_id, deleted=False)
+    # Membership only: the outer query is the caller's restricted one and decides what is returned.
+    patients = Resource.objects.system("patient record membership").filter(
+        resource_type=COMPARTMENT, fhir_id=patient_id, deleted=False
+    )
     own = members.values("resource_id").union(patients.values("pk"))
     # `resource_id IN (union)` is one semi-join; an OR of two INs would scan the whole index table.
     referenced = ReferenceIndex.objects.filter(
@@ -59,7 +62,11 @@ def record(patient_id: str | None) -> Q:
         target_type=OuterRef("resource_type"),
         target_id=OuterRef("fhir_id"),
     )
-    supporting = Resource.objects.filter(Exists(referenced), resource_type__in=SUPPORTING_TYPES).values("pk")
+    supporting = (
+        Resource.objects.system("patient record membership")
+        .filter(Exists(referenced), resource_type__in=SUPPORTING_TYPES)
+        .values("pk")
+    )
     # One patient's record is small: collect it as a set of ids, then page through it.
     return Q(pk__in=own.union(supporting))
 

@@ -150,7 +150,8 @@ def _level_filter(directives: list[Directive], current: list[Row]) -> Q | None:
         rows = ReferenceIndex.objects.filter(
             forward_q, target_type=OuterRef("resource_type"), target_id=OuterRef("fhir_id")
         )
-        parts.append(Resource.objects.filter(Exists(rows)).values("pk"))
+        # Only candidates: the caller's restricted query (`scoped`) decides what is returned.
+        parts.append(Resource.objects.system("include candidates").filter(Exists(rows)).values("pk"))
     backward_q = _any([_backward(d, current) for d in directives if d.reverse])
     if backward_q is not None:
         parts.append(ReferenceIndex.objects.filter(backward_q).values("resource_id"))
@@ -206,6 +207,12 @@ def _any(conditions: list[Q | None]) -> Q | None:
     for condition in present[1:]:
         out |= condition
     return out
+
+
+def reference_params(resource_type: str) -> list[str]:
+    """The reference parameters of a type (what `_include=Type:*` follows)."""
+    params = definitions.search_parameters(resource_type)
+    return sorted(code for code, p in params.items() if p.type == "reference")
 
 
 def capability_includes(resource_type: str) -> list[str]:

@@ -69,7 +69,7 @@ def test_conditional_create_returns_existing_match(fhir):
     again = fhir.post("Patient", PatientFactory(), headers={"If-None-Exist": "identifier=urn:s|42"})
     assert again.status_code == 200
     assert again.json_body["id"] == first["id"]
-    assert Resource.objects.filter(resource_type="Patient").count() == 1
+    assert Resource.objects.system("test").filter(resource_type="Patient").count() == 1
 
 
 def test_conditional_create_creates_when_no_match(fhir):
@@ -89,11 +89,11 @@ def test_conditional_create_refuses_criteria_it_cannot_evaluate(fhir):
     response = fhir.post("Patient", PatientFactory(), headers={"If-None-Exist": "colour=blue"})
     assert response.status_code == 400
     assert "colour" in response.json_body["issue"][0]["diagnostics"]
-    assert not Resource.objects.exists()
+    assert not Resource.objects.system("test").exists()
 
 
 def test_create_writes_row_version_and_index_together(fhir):
     created = fhir.create(PatientFactory(identifier=[{"system": "urn:s", "value": "7"}]))
-    row = Resource.objects.get(fhir_id=created["id"])
+    row = Resource.objects.system("test").get(fhir_id=created["id"])
     assert ResourceVersion.objects.filter(resource=row, version=1, method="POST").exists()
     assert TokenIndex.objects.filter(resource=row, param="identifier", system="urn:s", code="7").exists()

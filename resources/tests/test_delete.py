@@ -36,7 +36,7 @@ def test_delete_is_idempotent(fhir):
     created = fhir.create(PatientFactory())
     fhir.delete(f"Patient/{created['id']}")
     assert fhir.delete(f"Patient/{created['id']}").status_code == 200
-    assert Resource.objects.get(fhir_id=created["id"]).version == 2
+    assert Resource.objects.system("test").get(fhir_id=created["id"]).version == 2
     assert fhir.delete("Patient/never-existed").status_code == 200
 
 
@@ -50,11 +50,11 @@ def test_conditional_delete_several_matches_is_412(fhir):
     for _ in range(2):
         fhir.create(PatientFactory(identifier=[{"system": "urn:s", "value": "e"}]))
     assert fhir.delete("Patient?identifier=urn:s|e").status_code == 412
-    assert Resource.objects.filter(deleted=False).count() == 2
+    assert Resource.objects.system("test").filter(deleted=False).count() == 2
 
 
 def test_conditional_delete_refuses_unknown_criteria(fhir):
     fhir.create(PatientFactory())
     response = fhir.delete("Patient?colour=blue")
     assert response.status_code == 400
-    assert Resource.objects.filter(deleted=False).count() == 1
+    assert Resource.objects.system("test").filter(deleted=False).count() == 1

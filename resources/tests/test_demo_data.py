@@ -142,14 +142,18 @@ def test_reference_data_has_fixed_ids_and_a_parent_organization():
 def test_command_writes_the_expected_resources():
     out, err = _run(patients="3", seed="4", progress_every="2")
     expected = REFERENCE_COUNTS + _types(patient_bundle(4, range(1, 4)))
-    stored = Counter(Resource.objects.filter(deleted=False).values_list("resource_type", flat=True))
+    stored = Counter(
+        Resource.objects.system("test").filter(deleted=False).values_list("resource_type", flat=True)
+    )
     assert stored == expected
     assert f"Wrote {sum(expected.values())} resources" in out
     assert "resources/s" in out
     assert "2 patients" in err
     mrns = {
         json.loads(b)["identifier"][0]["value"]
-        for b in Resource.objects.filter(resource_type="Patient").values_list("body", flat=True)
+        for b in Resource.objects.system("test")
+        .filter(resource_type="Patient")
+        .values_list("body", flat=True)
     }
     assert mrns == {"MRN-4-1", "MRN-4-2", "MRN-4-3"}
 
@@ -161,13 +165,15 @@ def test_bundles_are_cut_at_the_entry_limit(settings):
     settings.FHIR_MAX_BUNDLE_ENTRIES = max(max(sizes), REFERENCE_COUNTS.total()) + 1
     assert sum(sizes) > settings.FHIR_MAX_BUNDLE_ENTRIES
     _run(patients="2", seed="9", batch_size="10", progress_every="0")
-    assert Resource.objects.filter(resource_type="Patient").count() == 2
-    assert Resource.objects.count() == sum(sizes) + REFERENCE_COUNTS.total()
+    assert Resource.objects.system("test").filter(resource_type="Patient").count() == 2
+    assert Resource.objects.system("test").count() == sum(sizes) + REFERENCE_COUNTS.total()
 
 
 def _snapshot() -> list[tuple[str, str]]:
     """Stored bodies without id/meta, server-assigned ids replaced by their write order per type."""
-    rows = list(Resource.objects.order_by("pk").values_list("resource_type", "fhir_id", "body"))
+    rows = list(
+        Resource.objects.system("test").order_by("pk").values_list("resource_type", "fhir_id", "body")
+    )
     label: dict[str, str] = {}
     seen: Counter = Counter()
     for rtype, fid, _ in rows:
@@ -190,7 +196,7 @@ def _snapshot() -> list[tuple[str, str]]:
 
 def _fresh_run(seed: str) -> list[tuple[str, str]]:
     with transaction.atomic():
-        assert not Resource.objects.exists()
+        assert not Resource.objects.system("test").exists()
         _run(patients="2", seed=seed, batch_size="2", progress_every="0")
         snapshot = _snapshot()
         transaction.set_rollback(True)
@@ -209,13 +215,13 @@ def test_if_empty_does_nothing_when_a_patient_exists():
     resource_create(AccessContext.system("test"), resource_type="Patient", body={"resourceType": "Patient"})
     out, _ = _run(patients="2", if_empty=True)
     assert "nothing was written" in out
-    assert Resource.objects.count() == 1
+    assert Resource.objects.system("test").count() == 1
 
 
 @pytest.mark.django_db
 def test_if_empty_writes_into_an_empty_store():
     _run(patients="1", if_empty=True, progress_every="0")
-    assert Resource.objects.filter(resource_type="Patient").count() == 1
+    assert Resource.objects.system("test").filter(resource_type="Patient").count() == 1
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_urn_uuid_references_are_rewritten(fhir):
     patient_id = patient_entry["resource"]["id"]
     assert obs_entry["resource"]["subject"]["reference"] == f"Patient/{patient_id}"
     assert obs_entry["response"]["location"].startswith("Observation/")
-    stored = fhirjson.loads(Resource.objects.get(resource_type="Observation").body)
+    stored = fhirjson.loads(Resource.objects.system("test").get(resource_type="Observation").body)
     assert stored["subject"]["reference"] == f"Patient/{patient_id}"
 
 
@@ -67,7 +67,7 @@ def test_failing_entry_rolls_back_everything_and_is_named(fhir):
     assert response.status_code == 400
     issue = response.json_body["issue"][0]
     assert "Bundle.entry[1]" in issue["diagnostics"]
-    assert not Resource.objects.exists()
+    assert not Resource.objects.system("test").exists()
     assert not ResourceVersion.objects.exists()
     assert not TokenIndex.objects.exists()
 
@@ -82,7 +82,7 @@ def test_failing_if_match_rolls_back(fhir):
         },
     )
     assert fhir.post("", bundle).status_code == 412
-    assert Resource.objects.count() == 1
+    assert Resource.objects.system("test").count() == 1
 
 
 def test_conditional_reference_is_resolved(fhir):
@@ -97,7 +97,7 @@ def test_conditional_reference_without_match_fails(fhir):
     obs = ObservationFactory(subject={"reference": "Patient?identifier=urn:mrn|none"})
     response = fhir.post("", tx(post(obs)))
     assert response.status_code == 412
-    assert not Resource.objects.exists()
+    assert not Resource.objects.system("test").exists()
 
 
 def test_conditional_create_in_transaction_reuses_match_for_references(fhir):
@@ -109,7 +109,7 @@ def test_conditional_create_in_transaction_reuses_match_for_references(fhir):
     patient_entry, obs_entry = response.json_body["entry"]
     assert patient_entry["response"]["status"] == "200 OK"
     assert obs_entry["resource"]["subject"]["reference"] == f"Patient/{existing['id']}"
-    assert Resource.objects.filter(resource_type="Patient").count() == 1
+    assert Resource.objects.system("test").filter(resource_type="Patient").count() == 1
 
 
 def test_put_with_urn_full_url_maps_to_its_id(fhir):

@@ -28,7 +28,7 @@ def test_update_as_create_with_client_id(fhir):
 def test_update_as_create_refuses_bad_ids(fhir, bad_id):
     response = fhir.put(f"Patient/{bad_id}", PatientFactory(id=bad_id))
     assert response.status_code == 400
-    assert not Resource.objects.exists()
+    assert not Resource.objects.system("test").exists()
 
 
 def test_update_needs_matching_id(fhir):
@@ -43,7 +43,7 @@ def test_update_needs_matching_id(fhir):
 def test_update_body_type_must_match_url(fhir):
     response = fhir.put("Observation/x", PatientFactory(id="x"))
     assert response.status_code == 400
-    assert not Resource.objects.exists()
+    assert not Resource.objects.system("test").exists()
 
 
 def test_if_match_current_version_succeeds_and_stale_is_412(fhir):

@@ -27,7 +27,7 @@ ALL = (TokenIndex, StringIndex, DateIndex, QuantityIndex, ReferenceIndex, UriInd
 
 
 def _resource(fhir, resource_type: str, fhir_id: str) -> Resource:
-    return Resource.objects.get(resource_type=resource_type, fhir_id=fhir_id)
+    return Resource.objects.system("test").get(resource_type=resource_type, fhir_id=fhir_id)
 
 
 def test_create_writes_rows_of_every_type(fhir):
@@ -127,7 +127,7 @@ def _rows(*bodies) -> list[tuple[Resource, dict]]:
     now = timezone.now()
     items = []
     for body in bodies:
-        row = Resource.objects.create(
+        row = Resource.objects.system("test").create(
             resource_type=body["resourceType"], fhir_id=body["id"], version=1, last_updated=now, body="{}"
         )
         items.append((row, body))

@@ -89,7 +89,12 @@ class Command(BaseCommand):
         batch_size = _integer("--batch-size", options["batch_size"], 1)
         progress_every = _integer("--progress-every", options["progress_every"], 0)
 
-        if options["if_empty"] and Resource.objects.filter(resource_type="Patient", deleted=False).exists():
+        if (
+            options["if_empty"]
+            and Resource.objects.system("demo data: is the database empty")
+            .filter(resource_type="Patient", deleted=False)
+            .exists()
+        ):
             self.stdout.write("Patients already exist; --if-empty given, so nothing was written.")
             return
 

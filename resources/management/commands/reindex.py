@@ -58,7 +58,7 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown resource type '{resource_type}'", returncode=USAGE)
         batch_size = _positive("--batch-size", options["batch_size"])
 
-        current = Resource.objects.filter(deleted=False)
+        current = Resource.objects.system("reindex").filter(deleted=False)
         if resource_type is not None:
             current = current.filter(resource_type=resource_type)
         total = current.count()

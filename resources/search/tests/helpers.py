@@ -30,7 +30,7 @@ def resource(
     last_updated: datetime | None = None,
     deleted: bool = False,
 ) -> Resource:
-    return Resource.objects.create(
+    return Resource.objects.system("test").create(
         resource_type=resource_type,
         fhir_id=fhir_id or f"r{next(_ids)}",
         version=1,
@@ -64,13 +64,18 @@ def pairs(query: str | list[tuple[str, str]]) -> list[tuple[str, str]]:
     return parse_qsl(query, keep_blank_values=True)
 
 
+def system_rows(resource_type: str):
+    return Resource.objects.system("test")
+
+
 def criteria(resource_type: str, query, *, strict: bool = True, **options) -> Criteria:
+    options.setdefault("rows", system_rows)
     return build_criteria(resource_type, pairs(query), strict=strict, **options)
 
 
 def ids(resource_type: str, query, *, strict: bool = True, **options) -> set[str]:
     found = criteria(resource_type, query, strict=strict, **options)
-    rows = Resource.objects.filter(resource_type=resource_type, deleted=False).filter(found.q)
+    rows = Resource.objects.system("test").filter(resource_type=resource_type, deleted=False).filter(found.q)
     return set(rows.values_list("fhir_id", flat=True))
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from authz.context import AccessContext
 from resources.models import (
     DateIndex,
     QuantityIndex,
@@ -21,7 +22,9 @@ from resources.search import conditional
 from resources.search.criteria import build_criteria, supported_parameters
 from resources.search.params import alternatives, split_escaped, unescape
 
-from .helpers import criteria, date_range, diagnostics, ids, index, refused, resource
+from .helpers import criteria, date_range, diagnostics, ids, index, refused, resource, system_rows
+
+SYSTEM = AccessContext.system("test")
 
 pytestmark = pytest.mark.django_db
 
@@ -163,38 +166,49 @@ COMPLEX = [
 
 def test_every_search_is_one_statement_and_compiling_runs_none(clinic):
     with CaptureQueriesContext(connection) as compiling:
-        found = build_criteria("Observation", COMPLEX, strict=True)
+        found = build_criteria("Observation", COMPLEX, strict=True, rows=system_rows)
     assert len(compiling.captured_queries) == 0
     with CaptureQueriesContext(connection) as running:
-        rows = list(Resource.objects.filter(resource_type="Observation", deleted=False).filter(found.q))
+        rows = list(
+            Resource.objects.system("test").filter(resource_type="Observation", deleted=False).filter(found.q)
+        )
     assert len(running.captured_queries) == 1
     assert [r.fhir_id for r in rows] == ["obs"]
 
 
 def test_has_is_one_statement(clinic):
     found = build_criteria(
-        "Organization", [("_has:Patient:organization:_has:Observation:patient:code", "8867-4")], strict=True
+        "Organization",
+        [("_has:Patient:organization:_has:Observation:patient:code", "8867-4")],
+        strict=True,
+        rows=system_rows,
     )
     with CaptureQueriesContext(connection) as running:
-        rows = list(Resource.objects.filter(resource_type="Organization", deleted=False).filter(found.q))
+        rows = list(
+            Resource.objects.system("test")
+            .filter(resource_type="Organization", deleted=False)
+            .filter(found.q)
+        )
     assert len(running.captured_queries) == 1
     assert [r.fhir_id for r in rows] == ["org"]
 
 
 def test_conditional_matching_uses_the_engine_strictly(clinic):
-    assert [r.fhir_id for r in conditional.find_matches("Patient", "name=pet")] == ["pat"]
-    assert [r.fhir_id for r in conditional.find_matches("Observation", "?patient.name=peter&date=2024")] == [
-        "obs"
-    ]
+    assert [r.fhir_id for r in conditional.find_matches(SYSTEM, "Patient", "name=pet")] == ["pat"]
+    assert [
+        r.fhir_id for r in conditional.find_matches(SYSTEM, "Observation", "?patient.name=peter&date=2024")
+    ] == ["obs"]
     with pytest.raises(FhirError) as caught:
-        conditional.find_matches("Patient", "colour=blue")
+        conditional.find_matches(SYSTEM, "Patient", "colour=blue")
     assert caught.value.status == 400 and "colour" in diagnostics(caught.value)
     with pytest.raises(FhirError):
-        conditional.find_matches("Patient", "_count=1")  # no criteria left: would match everything
+        conditional.find_matches(SYSTEM, "Patient", "_count=1")  # no criteria left: would match everything
     with pytest.raises(FhirError):
-        conditional.find_matches("Patient", "")
+        conditional.find_matches(SYSTEM, "Patient", "")
 
 
 def test_conditional_criteria_filter_is_still_available(clinic):
-    condition = conditional.criteria_filter("Patient", [("_id", "pat")])
-    assert list(Resource.objects.filter(condition).values_list("fhir_id", flat=True)) == ["pat"]
+    condition = conditional.criteria_filter(SYSTEM, "Patient", [("_id", "pat")])
+    assert list(Resource.objects.system("test").filter(condition).values_list("fhir_id", flat=True)) == [
+        "pat"
+    ]

@@ -1,0 +1,53 @@
+"""`CareTeam`: a Practitioner sees the care teams it takes part in, and their patients.
+
+A CareTeam (https://hl7.org/fhir/R4/careteam.html) counts when one of its participant members
+(search parameter `participant`, CareTeam.participant.member) is the calling Practitioner itself,
+one of its PractitionerRoles in force, or an Organization where it holds a PractitionerRole in force
+(https://hl7.org/fhir/R4/practitionerrole.html; `active = false` roles grant nothing, by either
+path). Granted: those CareTeams, the Patients they are about (CareTeam.subject referencing a
+Patient), and everything in those Patients' compartments
+(https://hl7.org/fhir/R4/compartmentdefinition.html).
+
+CareTeam.status (https://hl7.org/fhir/R4/valueset-care-team-status.html) is proposed | active |
+suspended | inactive | entered-in-error. An `inactive` team has ended and an `entered-in-error`
+one never existed, so neither grants anything; `proposed` and `suspended` teams still exist for
+their patient's care and do, as does a team without a status. Other callers: nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db.models import Q
+
+from resources.models import ReferenceIndex, TokenIndex
+
+from . import lookups
+from .base import NOTHING, Validator
+
+if TYPE_CHECKING:
+    from authz.context import AccessContext
+
+# CareTeam.status codes that take a team out of anyone's care.
+ENDED_STATUSES = ("inactive", "entered-in-error")
+
+
+class CareTeam(Validator):
+    name = "CareTeam"
+
+    def narrowing(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        if ctx.identity_type != "Practitioner" or not ctx.identity_id:
+            return NOTHING
+        ended = TokenIndex.objects.filter(resource_type="CareTeam", param="status", code__in=ENDED_STATUSES)
+        teams = (
+            ReferenceIndex.objects.filter(resource_type="CareTeam", param="participant")
+            .filter(lookups.practitioner_targets(ctx))
+            .exclude(resource_id__in=ended.values("resource_id"))
+            .values("resource_id")
+        )
+        patient_ids = ReferenceIndex.objects.filter(
+            resource_type="CareTeam", param="subject", target_type="Patient", resource_id__in=teams
+        ).values("target_id")
+        pieces = [teams] if lookups.wants(resource_type, "CareTeam") else []
+        pieces += lookups.patient_compartment(patient_ids, resource_type)
+        return lookups.pk_in(pieces)

@@ -1,0 +1,62 @@
+"""Compartment validators: what lies in the caller's compartment
+(https://hl7.org/fhir/R4/compartmentdefinition.html).
+
+- `PatientCompartment` grants the Patient compartments of the caller's patients: a Patient caller
+  itself plus the Patients linked to it through Patient.link.other in either direction
+  (https://hl7.org/fhir/R4/patient.html#links: the same person recorded twice, one level); a
+  RelatedPerson caller the Patient its `patient` names (https://hl7.org/fhir/R4/relatedperson.html)
+  plus that Patient's links. Any other caller: nothing.
+- `PractitionerCompartment`, `RelatedPersonCompartment`, `DeviceCompartment` grant the caller's own
+  compartment of that type, when the caller is of that type; nothing otherwise.
+
+A compartment holds the resources its definition names (membership rows written at index time)
+and the focus resource itself, as in a compartment search (resources/search/compartment.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from django.db.models import Q
+
+from . import lookups
+from .base import NOTHING, Validator
+
+if TYPE_CHECKING:
+    from authz.context import AccessContext
+
+
+class PatientCompartment(Validator):
+    name = "PatientCompartment"
+
+    def narrowing(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        patients = lookups.caller_patients(ctx)
+        if not patients:
+            return NOTHING
+        return lookups.pk_in(lookups.patient_compartment(patients, resource_type))
+
+
+class _OwnCompartment(Validator):
+    """The compartment whose focus is the caller itself."""
+
+    compartment: ClassVar[str]
+
+    def narrowing(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        if ctx.identity_type != self.compartment or not ctx.identity_id:
+            return NOTHING
+        return lookups.pk_in(lookups.compartment_pieces(self.compartment, [ctx.identity_id], resource_type))
+
+
+class PractitionerCompartment(_OwnCompartment):
+    name = "PractitionerCompartment"
+    compartment = "Practitioner"
+
+
+class RelatedPersonCompartment(_OwnCompartment):
+    name = "RelatedPersonCompartment"
+    compartment = "RelatedPerson"
+
+
+class DeviceCompartment(_OwnCompartment):
+    name = "DeviceCompartment"
+    compartment = "Device"

@@ -1,0 +1,69 @@
+"""`LegitimateInterest`: what a care provider's organisations give its staff a reason to see.
+
+For a Practitioner caller, its organisations are those of its PractitionerRoles
+(https://hl7.org/fhir/R4/practitionerrole.html) that are in force (`active` true or absent; a role
+marked `active = false` has ended and grants nothing); with `inherit: true` also every
+Organization below them through Organization.partOf (https://hl7.org/fhir/R4/organization.html),
+so staff of a hospital see its departments. Granted:
+
+- those Organization rows, every PractitionerRole of them, the Practitioners holding those roles;
+- the Patients whose managingOrganization (https://hl7.org/fhir/R4/patient.html, search
+  parameter `organization`) is one of them, and everything in those Patients' compartments
+  (https://hl7.org/fhir/R4/compartmentdefinition.html).
+
+For a Patient caller: its own Patient compartment (as PatientCompartment, links included), its own
+managing organisation's Organization row, that organisation's PractitionerRoles and the
+Practitioners holding them (who may be looking after it). `inherit` does not apply to a Patient.
+Any other caller: nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Q
+
+from . import lookups
+from .base import NOTHING, RuleError, Validator
+
+if TYPE_CHECKING:
+    from authz.context import AccessContext
+
+
+class LegitimateInterest(Validator):
+    name = "LegitimateInterest"
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - {"inherit"}
+        if unknown:
+            raise RuleError(
+                f"{self.name}: unknown parameter(s) {', '.join(sorted(map(str, unknown)))} (known: inherit)"
+            )
+        inherit = params.get("inherit", False)
+        if type(inherit) is not bool:  # YAML `yes`/`no` are booleans already; "yes" in quotes is not
+            raise RuleError(f"{self.name}: 'inherit' must be true or false (got {inherit!r})")
+        self.inherit: bool = inherit
+
+    def narrowing(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        if ctx.identity_type == "Practitioner":
+            orgs = lookups.organizations(ctx, inherit=self.inherit)
+            if not orgs:
+                return NOTHING
+            patients = lookups.managed_patients(orgs)
+            patient_ids = (
+                lookups.resources().filter(resource_type="Patient", pk__in=patients).values("fhir_id")
+            )
+            pieces = lookups.staff_pieces(orgs, resource_type)
+            pieces += lookups.patient_compartment(patient_ids, resource_type, focus=patients)
+            return lookups.pk_in(pieces)
+        if ctx.identity_type == "Patient":
+            patients = lookups.caller_patients(ctx)
+            pieces = lookups.patient_compartment(patients, resource_type)
+            orgs = lookups.managing_organizations(ctx)
+            if orgs:
+                pieces += lookups.staff_pieces(orgs, resource_type)
+            return lookups.pk_in(pieces)
+        return NOTHING
+
+    def params(self) -> dict[str, Any]:
+        return {"inherit": True} if self.inherit else {}
