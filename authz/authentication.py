@@ -73,13 +73,15 @@ def _refused(request: HttpRequest, reason: str, credential: str) -> None:
 
 def _api_token(secret: str, rid: str) -> AccessContext:
     token = tokens.authenticate(secret)
-    return AccessContext(
+    ctx = AccessContext(
         role=token.role,
         identity=token.identity or None,
         request_id=rid,
         method="api-token",
         credential=f"api-token:{token.pk}" + (f" ({token.label})" if token.label else ""),
     )
+    ctx.cache[("rules-version",)] = token.rules_version
+    return ctx
 
 
 def _external_jwt(credential: str, rid: str) -> AccessContext:

@@ -32,6 +32,10 @@ class ApiToken(models.Model):
     kind = models.CharField(max_length=10, choices=KINDS, default=DURABLE)
     role = models.CharField(max_length=64, validators=[role_validator])
     identity = models.CharField(max_length=100, blank=True, default="", validators=[reference_validator])
+    # `identity` split, so that authentication checks the identity still exists in the same statement
+    # that finds the token (tokens.py).
+    identity_type = models.CharField(max_length=32, blank=True, default="", editable=False)
+    identity_id = models.CharField(max_length=64, blank=True, default="", editable=False)
     label = models.CharField(max_length=200, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
     created_by = models.CharField(max_length=200, blank=True, default="")

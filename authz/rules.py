@@ -99,17 +99,21 @@ def _one(resources: frozenset[str]) -> str:
 
 # --- the current rule set --------------------------------------------------------------------
 
-_VERSION_SQL = "SELECT version FROM authz_rulesetversion ORDER BY id LIMIT 1"
+# The version of the rule set in force, as a scalar subquery: authentication folds it into its own
+# statement (tokens.py), so an API-token request learns it without a round trip of its own.
+VERSION_SUBQUERY = "(SELECT version FROM authz_rulesetversion ORDER BY id LIMIT 1)"
+_UNKNOWN = object()
 _cache: tuple[int | None, tuple[CompiledRule, ...]] | None = None
 
 
-def current_rules() -> tuple[CompiledRule, ...]:
-    """The rule chain in force; reloaded when another process changed it (one cheap query)."""
+def current_rules(version: object = _UNKNOWN) -> tuple[CompiledRule, ...]:
+    """The rule chain in force; reloaded when another process changed it. `version`: the rule set
+    version when the caller already read it (None: no version row, the default rules)."""
     global _cache
-    with connection.cursor() as cursor:
-        cursor.execute(_VERSION_SQL)
-        row = cursor.fetchone()
-    version = row[0] if row else None
+    if version is _UNKNOWN:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {VERSION_SUBQUERY}")
+            version = cursor.fetchone()[0]
     if _cache is not None and _cache[0] == version:
         return _cache[1]
     from . import ruleset
@@ -125,7 +129,7 @@ def forget_rules() -> None:
 
 
 def _rules(ctx: AccessContext) -> tuple[CompiledRule, ...]:
-    return ctx.memo(("rules",), current_rules)
+    return ctx.memo(("rules",), lambda: current_rules(ctx.cache.get(("rules-version",), _UNKNOWN)))
 
 
 def _identity_passes(ctx: AccessContext, rule: CompiledRule) -> bool:

@@ -93,6 +93,9 @@ def compile_rule(position: int, raw: object) -> CompiledRule:
     resources = _names(raw["resource"], "resource", resource_types(), "resource type")
     operations = _names(raw["operation"], "operation", frozenset(OPERATIONS), "operation")
     validator = build(raw["validator"])
+    bind_types = getattr(validator, "validate_types", None)
+    if bind_types is not None:
+        bind_types(resources)  # FhirPath searches compile against the rule's own types
     if _cannot_narrow(validator) and (operations is None or operations & _SEARCHING):
         raise RuleError(
             f"validator {validator.name} cannot narrow a search by itself: give it a 'search' or limit the "

@@ -96,7 +96,8 @@ class Config:
 
 # The search scenarios run after S1/S2 and before S5/S6, which empty the store: S3 and S8 on the demo
 # patients, then S4 once the 100,000 Patients are added (S3 would otherwise search those too).
-ALL_SCENARIOS = ["CEIL_HTTP", "S2", "S1", "S3", "S8", "S4", "S5", "S6", "CEIL_DB"]
+# S9/S10 (the rule chain's cost) run on the same demo data, right after S3 and before S4 adds Patients.
+ALL_SCENARIOS = ["CEIL_HTTP", "S2", "S1", "S3", "S9", "S10", "S8", "S4", "S5", "S6", "CEIL_DB"]
 NEEDS_CEILING = {"S1": "CEIL_HTTP", "S2": "CEIL_HTTP", "S5": "CEIL_DB", "S6": "CEIL_DB"}
 
 
@@ -439,7 +440,10 @@ def run_wrk(
     seconds: int,
     args: list[str] = (),
     profile: str | None = None,
+    auth: str | None = None,
 ) -> Run:
+    """One wrk run. `auth`: the Authorization header value of its requests (a persona's token);
+    default the bench's Admin token."""
     threads = min(server.cfg.wrk_threads, connections)
     cmd = [
         "wrk",
@@ -462,7 +466,7 @@ def run_wrk(
     tracker = CpuTracker(server.proc.pid, server.cfg.db_name).start()
     t0 = time.monotonic()
     with open(out_path, "w") as out:
-        env = {**os.environ, "FHIR_BENCH_AUTH": AUTH.get("Authorization", "")}
+        env = {**os.environ, "FHIR_BENCH_AUTH": auth if auth is not None else AUTH.get("Authorization", "")}
         proc = subprocess.Popen(cmd, cwd=LUA, stdout=out, stderr=subprocess.STDOUT, env=env)
         if profile:
             profiler = start_profiler(server, profile, seconds)
@@ -902,9 +906,13 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def timed_get(base: str, path: str) -> tuple[int, float, bytes, dict]:
-    """(status, seconds, body, headers) of one GET; a fresh connection, as the sync workers close it."""
-    req = urllib.request.Request(base + path, headers={"Accept": "application/fhir+json", **AUTH})
+def timed_get(base: str, path: str, auth: str | None = None) -> tuple[int, float, bytes, dict]:
+    """(status, seconds, body, headers) of one GET; a fresh connection, as the sync workers close it.
+    `auth`: an Authorization header value (a persona's token) instead of the bench's Admin token."""
+    headers = {"Accept": "application/fhir+json", **AUTH}
+    if auth is not None:
+        headers["Authorization"] = auth
+    req = urllib.request.Request(base + path, headers=headers)
     t0 = time.perf_counter()
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
@@ -915,14 +923,22 @@ def timed_get(base: str, path: str) -> tuple[int, float, bytes, dict]:
         return exc.code, time.perf_counter() - t0, body, dict(exc.headers)
 
 
-def per_query_p50(server: Server, cfg: Config, queries: list[tuple[str, list[str]]]) -> list[dict]:
+def per_query_p50(
+    server: Server,
+    cfg: Config,
+    queries: list[tuple[str, list[str]]],
+    auth: str | None = None,
+    samples: int | None = None,
+) -> list[dict]:
     """Each S3 kind alone, sequentially from one Python client on an otherwise idle server: its
-    unloaded latency (client overhead ~0.5 ms included), so the slow kinds stand out."""
+    unloaded latency (client overhead ~0.5 ms included), so the slow kinds stand out. `auth`: as
+    another caller (S9's personas); `samples`: requests per kind (default BENCH_S3_QUERY_SAMPLES)."""
     out = []
+    samples = samples or cfg.query_samples
     for kind, paths in queries:
         times, statuses, entries = [], Counter(), []
-        for i in range(cfg.query_samples + 2):
-            status, seconds, body, _ = timed_get(server.base, "/fhir" + paths[i % len(paths)])
+        for i in range(samples + 2):
+            status, seconds, body, _ = timed_get(server.base, "/fhir" + paths[i % len(paths)], auth)
             if i < 2:  # the first requests of a kind warm that worker's caches
                 continue
             times.append(seconds * 1000)
@@ -941,11 +957,23 @@ def per_query_p50(server: Server, cfg: Config, queries: list[tuple[str, list[str
     return out
 
 
-def run_explain(cfg: Config, queries: list[tuple[str, list[str]]]) -> list[dict]:
-    """EXPLAIN (ANALYZE, BUFFERS) of every S3 kind's SQL (first variant), by bench/explain.py."""
-    queries_file = WORK / "s3_explain.json"
-    queries_file.write_text(json.dumps([{"name": kind, "path": paths[0]} for kind, paths in queries]))
-    out_path = RESULTS / "explain-S3.txt"
+def run_explain(
+    cfg: Config, queries: list[tuple[str, list[str]]], personas: list[dict] | None = None, tag: str = "S3"
+) -> list[dict]:
+    """EXPLAIN (ANALYZE, BUFFERS) of every S3 kind's SQL (first variant), by bench/explain.py, into
+    bench/results/explain-{tag}.txt. `personas` ({"persona", "role", "identity"}): each kind runs as
+    each of them, narrowed by the rule chain (S9); default as Admin."""
+    queries_file = WORK / f"{tag.lower()}_explain.json"
+    if personas is None:
+        items = [{"name": kind, "path": paths[0]} for kind, paths in queries]
+    else:
+        items = [
+            {"name": kind, "path": paths[0], **{k: p[k] for k in ("persona", "role", "identity") if p.get(k)}}
+            for kind, paths in queries
+            for p in personas
+        ]
+    queries_file.write_text(json.dumps(items))
+    out_path = RESULTS / f"explain-{tag}.txt"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "explain.py"), str(queries_file), str(out_path)],
         cwd=ROOT,
@@ -961,19 +989,30 @@ def run_explain(cfg: Config, queries: list[tuple[str, list[str]]]) -> list[dict]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# The demo patients (identifier MRN-1-n), not the Patients left by the S1/S2 setup.
+DEMO_PATIENTS = "AND body LIKE '%\"MRN-1-%'"
+_S3_QUERIES: dict = {}  # built once per run: S3 and S9 send the same request list
+
+
+def s3_query_set(cfg: Config) -> tuple[list[tuple[str, list[str]]], Path]:
+    """The S3 query kinds and the wrk request list file (built from the demo data the first time)."""
+    if not _S3_QUERIES:
+        ensure_demo_data(cfg)
+        queries = sq.s3_queries(
+            current_bodies(cfg, "Patient", DEMO_PATIENTS, 2000),
+            [b for _, b in current_bodies(cfg, "Organization", limit=200)],
+            [b for _, b in current_bodies(cfg, "Observation", limit=5000)],
+            [b for _, b in current_bodies(cfg, "Encounter", limit=2000)],
+        )
+        lines_file = WORK / "s3_queries.txt"
+        lines_file.write_text("".join(f"/fhir{p}\n" for p in sq.s3_lines(queries)))
+        (RESULTS / "S3-queries.txt").write_text("".join(f"{k}\t{p[0]}\n" for k, p in queries))
+        _S3_QUERIES.update(queries=queries, lines_file=lines_file)
+    return _S3_QUERIES["queries"], _S3_QUERIES["lines_file"]
+
+
 def scenario_search_mix(server: Server, cfg: Config) -> dict:
-    ensure_demo_data(cfg)
-    # The demo patients (identifier MRN-1-n), not the Patients left by the S1/S2 setup.
-    demo = "AND body LIKE '%\"MRN-1-%'"
-    queries = sq.s3_queries(
-        current_bodies(cfg, "Patient", demo, 2000),
-        [b for _, b in current_bodies(cfg, "Organization", limit=200)],
-        [b for _, b in current_bodies(cfg, "Observation", limit=5000)],
-        [b for _, b in current_bodies(cfg, "Encounter", limit=2000)],
-    )
-    lines_file = WORK / "s3_queries.txt"
-    lines_file.write_text("".join(f"/fhir{p}\n" for p in sq.s3_lines(queries)))
-    (RESULTS / "S3-queries.txt").write_text("".join(f"{k}\t{p[0]}\n" for k, p in queries))
+    queries, lines_file = s3_query_set(cfg)
     log(f"S3: {len(queries)} query kinds, {sq.VARIANTS} lines each")
     run_wrk(server, "search.lua", 8, cfg.warmup, [lines_file])
     db_exec(cfg, "CHECKPOINT")
@@ -999,8 +1038,7 @@ def scenario_search_mix(server: Server, cfg: Config) -> dict:
 
 def scenario_bulk_search(server: Server, cfg: Config) -> dict:
     ensure_demo_data(cfg)
-    demo = "AND body LIKE '%\"MRN-1-%'"
-    ids = [pid for pid, _ in current_bodies(cfg, "Patient", demo, 2000)]
+    ids = [pid for pid, _ in current_bodies(cfg, "Patient", DEMO_PATIENTS, 2000)]
     rng = random.Random(8)
     lines_file = WORK / "s8_queries.txt"
     lines_file.write_text("".join(f"/fhir{p}\n" for p in sq.s8_queries(rng.sample(ids, min(200, len(ids))))))

@@ -3,12 +3,22 @@
     python bench/explain.py QUERIES.json OUT.txt    # prints a JSON summary on stdout
 
 Run by bench/driver.py with the bench server's environment (production settings, DATABASE_URL of the
-bench database). QUERIES.json is a list of {"name", "path"} with paths like `/Patient?name=John`.
-Each search is run the way resources/api/search.py runs it (`resources.search.engine.search` with
-the page size, `_total` and cursor taken from the query string) inside `CaptureQueriesContext`, so the
-captured statements are exactly those of an HTTP search, with their parameters already interpolated
-(Django's psycopg 3 backend binds client-side). Each statement is then EXPLAINed with ANALYZE on the
-same connection: the second execution runs on a warm cache, like the searches in the S3 run.
+bench database). QUERIES.json is a list of {"name", "path"} with paths like `/Patient?name=John`,
+optionally with "role" and "identity" (`Patient/123`): the search then runs as that caller,
+`AccessContext(role=..., identity=...)`, narrowed by the rule chain in force (S9); without them as
+`Admin`. Each search is run the way resources/api/search.py runs it (`resources.search.engine.search`
+with the page size, `_total` and cursor taken from the query string) inside `CaptureQueriesContext`,
+so the captured statements are exactly those of an HTTP search (the rule chain's own lookups
+included: the rule-set version, the caller's patients or organisations), with their parameters
+already interpolated (Django's psycopg 3 backend binds client-side). Each statement is then EXPLAINed
+with ANALYZE on the same connection: the second execution runs on a warm cache, like the searches in
+the S3 run.
+
+The match statement is the one selecting the page (`LIMIT count+1`); the statements before it are
+lookups whose number does not depend on the rows searched, those after it includes. For a caller
+narrowed by the rules, `narrowing_in_sql` says whether the match statement carries the narrowing
+itself (the compartment membership table appears in it): the narrowing is then part of the
+one SQL statement, not a filter applied to rows in Python.
 
 The summary names, per statement, the indexes the plan uses, the tables it reads sequentially and the
 execution time; a sequential scan of a table with more than SEQ_SCAN_ROWS rows counts as missing
@@ -36,8 +46,9 @@ _SEQ = re.compile(r"Seq Scan on (\S+)")
 _EXEC = re.compile(r"Execution Time: ([\d.]+) ms")
 
 
-def run_search(path: str) -> list[str]:
-    """The SQL statements of one search, as executed."""
+def run_search(path: str, role: str = "Admin", identity: str | None = None) -> tuple[list[str], int, int]:
+    """The SQL statements of one search as `role` (and `identity`), as executed; the page size; the
+    number of entries the page holds (matches and includes)."""
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -53,7 +64,7 @@ def run_search(path: str) -> list[str]:
     totals = [v for k, v in params if k == "_total"]
     with CaptureQueriesContext(connection) as captured:
         page = search(
-            AccessContext(role="Admin"),
+            AccessContext(role=role, identity=identity or None),
             resource_type=resource_type,
             params=params,
             count=count,
@@ -62,7 +73,19 @@ def run_search(path: str) -> list[str]:
         )
     if page.ignored:
         print(f"explain: {path}: ignored parameters {page.ignored}", file=sys.stderr)
-    return [q["sql"] for q in captured.captured_queries]
+    entries = len(page.matches) + len(page.included)
+    return [q["sql"] for q in captured.captured_queries], count, entries
+
+
+# The table every Patient-compartment narrowing reads (authz/validators/lookups.py): in the match
+# statement, the narrowing is part of it. (No S3 criterion reads it, so Admin's plans lack it.)
+_NARROWING_TABLES = ("resources_compartmentmembership",)
+
+
+def match_index(statements: list[str], count: int) -> int | None:
+    """Position of the statement that selects the page: the first with `LIMIT count+1`."""
+    limit = re.compile(rf"\bLIMIT {count + 1}\b")
+    return next((i for i, sql in enumerate(statements) if limit.search(sql)), None)
 
 
 def table_rows() -> dict[str, int]:
@@ -96,20 +119,34 @@ def main() -> None:
     summary = []
     with open(out_path, "w") as out:
         for query in queries:
-            out.write(f"{'=' * 100}\n{query['name']}: GET /fhir{query['path']}\n")
+            role, identity = query.get("role", "Admin"), query.get("identity")
+            persona = query.get("persona", role)
+            who = f" as {role}" + (f" {identity}" if identity else "") if "role" in query else ""
+            out.write(f"{'=' * 100}\n{query['name']}{who}: GET /fhir{query['path']}\n")
+            head = {"name": query["name"], "path": query["path"], "persona": persona, "role": role}
             statements = []
             try:
-                captured = run_search(query["path"])
+                captured, count, entries = run_search(query["path"], role, identity)
             except OperationalError as exc:  # statement_timeout (the search itself)
                 out.write(f"\nsearch failed: {exc}\n\n")
-                summary.append({"name": query["name"], "path": query["path"], "error": str(exc).strip()})
+                summary.append({**head, "error": str(exc).strip()})
                 continue
+            except Exception as exc:  # a refusal (FhirError) or a bug: reported, the others go on
+                out.write(f"\nsearch failed: {type(exc).__name__}: {exc}\n\n")
+                summary.append({**head, "error": f"{type(exc).__name__}: {str(exc).strip()[:500]}"})
+                continue
+            match = match_index(captured, count)
             for number, sql in enumerate(captured, 1):
                 try:
                     plan = explain(sql)
                 except OperationalError as exc:
                     plan = [f"EXPLAIN failed: {str(exc).strip()}"]
-                out.write(f"\n-- statement {number}\n{sql}\n\n" + "\n".join(plan) + "\n")
+                role_txt = (
+                    "match"
+                    if match is not None and number - 1 == match
+                    else ("lookup" if match is None or number - 1 < match else "include")
+                )
+                out.write(f"\n-- statement {number} ({role_txt})\n{sql}\n\n" + "\n".join(plan) + "\n")
                 text = "\n".join(plan)
                 seq = sorted(set(_SEQ.findall(text)))
                 exec_ms = _EXEC.search(text)
@@ -128,16 +165,28 @@ def main() -> None:
                     }
                 )
             out.write("\n")
+            # The match statement selects the page; before it the lookups (rule set version, the
+            # caller's patients or organisations), after it the includes.
+            main = statements[match] if match is not None else (statements[0] if statements else None)
+            main_sql = captured[match] if match is not None else ""
             summary.append(
                 {
-                    "name": query["name"],
-                    "path": query["path"],
+                    **head,
                     "statements": statements,
+                    "statement_count": len(statements),
+                    "match_statement": None if match is None else match + 1,
+                    "lookup_statements": match if match is not None else None,
+                    "entries": entries,
                     "execution_ms": round(sum(s["execution_ms"] or 0 for s in statements), 3),
-                    "uses_index": bool(statements) and all(s["indexes"] for s in statements),
-                    # The first statement selects the matches; includes follow.
-                    "uses_lookup_index": bool(statements) and bool(statements[0]["lookup_indexes"]),
+                    "match_execution_ms": main["execution_ms"] if main else None,
+                    # The match and include statements (lookups of small sets, such as the rule set's
+                    # version, may read a tiny table whole).
+                    "uses_index": bool(statements)
+                    and all(s["indexes"] for s in statements[match if match is not None else 0 :]),
+                    "uses_lookup_index": bool(main) and bool(main["lookup_indexes"]),
                     "misses_index": any(s["seq_scans_large"] for s in statements),
+                    "seq_scans_large": sorted({t for s in statements for t in s["seq_scans_large"]}),
+                    "narrowing_in_sql": any(t in main_sql for t in _NARROWING_TABLES) if main_sql else None,
                     "error": None,
                 }
             )

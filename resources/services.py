@@ -246,7 +246,7 @@ def resource_create(
         if matches:
             return WriteResult(stored_from_row(matches[0]), 200)
     stored = _insert(resource_type, fhir_id or new_id(), checked, "POST")
-    _may_result(ctx, "create", stored, checked)
+    may_result(ctx, "create", stored, checked)
     return WriteResult(stored, 201)
 
 
@@ -288,14 +288,14 @@ def resource_update(
             if row is None:
                 raise
         else:
-            _may_result(ctx, "update", stored, checked)
+            may_result(ctx, "update", stored, checked)
             return WriteResult(stored, 201)
     _may_change(ctx, "update", row)
     _check_version(expected, row)
     status = 201 if row.deleted else 200
     row.version += 1
     stored = _store(row, checked, method="PUT")
-    _may_result(ctx, "update", stored, checked)
+    may_result(ctx, "update", stored, checked)
     return WriteResult(stored, status)
 
 
@@ -347,7 +347,7 @@ def resource_patch(
     checked = checked_body(resource_type, patched)
     row.version += 1
     stored = _store(row, checked, method="PATCH")
-    _may_result(ctx, "patch", stored, checked)
+    may_result(ctx, "patch", stored, checked)
     return WriteResult(stored, 200)
 
 
@@ -418,7 +418,7 @@ def _may_change(ctx: AccessContext, operation: str, row: Resource) -> None:
     raise not_found(f"{row.resource_type}/{row.fhir_id} is not known")
 
 
-def _may_result(ctx: AccessContext, operation: str, stored: Stored, body: dict) -> None:
+def may_result(ctx: AccessContext, operation: str, stored: Stored, body: dict) -> None:
     """After a write, before commit: the new state must still be within what the caller may
     `operation` (a Patient cannot create an Observation for another patient or move one out of its
     compartment). Raising rolls the write back."""

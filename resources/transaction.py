@@ -29,6 +29,7 @@ from .services import (
     check_type,
     checked_body,
     insert_many,
+    may_result,
     new_id,
     resource_conditional_delete,
     resource_conditional_update,
@@ -186,6 +187,11 @@ def _create_all(ctx: AccessContext, entries: list[Entry]) -> dict[int, EntryResu
         except FhirError as exc:
             raise _entry_error(entry.index, exc) from exc
     stored = insert_many(items) if items else []
+    for entry, one, item in zip(entries, stored, items, strict=True):
+        try:
+            may_result(ctx, "create", one, item[2])
+        except FhirError as exc:
+            raise _entry_error(entry.index, exc) from exc
     return {
         entry.index: EntryResult(201, one, location=True) for entry, one in zip(entries, stored, strict=True)
     }

@@ -89,6 +89,7 @@ class _Plan:
     ignored: list[str]
     notes: list[Issue]
     types: list[str] | None = None  # the searched types (None: every type)
+    operation: str = "search"  # the rule operation the rows are narrowed for
 
 
 def search(
@@ -134,7 +135,7 @@ def everything(
         if resource_type not in definitions.resource_types():
             raise bad_request(f"_type: unknown resource type '{resource_type}'", expression=("_type",))
     condition = record.record(patient_id) & record.narrowing(since=since, types=types)
-    plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [], types)
+    plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [], types, "everything")
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
 
@@ -365,9 +366,9 @@ def _execute(
     kinds = [key.kind for key in keys]
     signature = paging.sort_signature([key.spec for key in keys] + kinds)
     position = paging.decode(cursor, signature=signature, kinds=kinds) if cursor else None
-    rows = access.rows(ctx, "search", plan.types).filter(plan.condition, deleted=False)
+    rows = access.rows(ctx, plan.operation, plan.types).filter(plan.condition, deleted=False)
     # Which rule authorises each row, when some rule shapes (property filters) or checks what it returns.
-    attribution = rules.rule_case(ctx, "search", plan.types)
+    attribution = rules.rule_case(ctx, plan.operation, plan.types)
 
     if count == 0:
         return SearchPage([], None, rows.count(), plan.used, plan.ignored, notes=plan.notes)
