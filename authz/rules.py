@@ -199,6 +199,38 @@ def decide(
     rules = authorize(ctx, operation, resource_type)
     if rules[0].unconditional:
         return rules[0]
+    return _decided(ctx, rules, resource_type, Q(pk=pk), (), body)[1]
+
+
+def fetch_decided(
+    ctx: AccessContext, operation: str, resource_type: str, fhir_id: str, fields: tuple[str, ...]
+) -> tuple[dict | None, CompiledRule | None]:
+    """Read one resource's `fields` and decide it in the same statement: (row or None, rule or None).
+    For callers whose first rule is conditional (the unconditional case needs no decision)."""
+    rules = authorize(ctx, operation, resource_type)
+    fetched: dict = {}
+    return _decided(
+        ctx,
+        rules,
+        resource_type,
+        Q(resource_type=resource_type, fhir_id=fhir_id),
+        fields,
+        lambda: _loads(fetched["row"]["body"]),
+        fetched,
+    )
+
+
+def _loads(text: str) -> dict:
+    from resources import fhirjson
+
+    return fhirjson.loads(text)
+
+
+def _decided(ctx, rules, resource_type, where: Q, fields, body, holder: dict | None = None):
+    """One row by `where` with a boolean per rule (its condition) beside `fields`; then the first
+    rule whose condition holds and whose body check (if any) passes."""
+    from resources.models import Resource
+
     conditions = {rule.position: rule.condition(ctx, [resource_type]) for rule in rules}
     annotations = {
         f"r{rule.position}": ExpressionWrapper(
@@ -207,26 +239,24 @@ def decide(
         for rule in rules
         if conditions[rule.position] is not None
     }
-    from resources.models import Resource
-
     row = (
         Resource.objects.system("access decision on one row")
-        .filter(pk=pk)
+        .filter(where)
         .annotate(**annotations)
-        .values(*annotations)
+        .values(*fields, *annotations)
         .first()
-        if annotations
-        else {}
     )
-    if row is None:
-        return None
+    if holder is not None:
+        holder["row"] = row
+    if row is None or row.get("deleted"):
+        return row, None
     for rule in rules:
         if conditions[rule.position] is not None and not row[f"r{rule.position}"]:
             continue
         if rule.validator.checks_body and rule.validator.check(ctx, body()) is not True:
             continue
-        return rule
-    return None
+        return row, rule
+    return row, None
 
 
 def readable(ctx: AccessContext, resource_type: str, pk: int, body: Callable[[], dict]) -> bool:

@@ -1051,6 +1051,309 @@ def scenario_bulk_search(server: Server, cfg: Config) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------
+# Rule-chain scenarios (S9 narrowed search mix, S10 read under PatientCompartment), on the S3 data.
+#
+# bench/rules.yaml is loaded with `manage.py load_rules` (admin-all Allowed, Patient PatientCompartment,
+# Practitioner LegitimateInterest inherit). Personas come from the demo data: the demo Patient with
+# the largest compartment, and a Practitioner with an active PractitionerRole at the Organization
+# whose tree (partOf descendants, as `inherit` follows them) manages the most demo Patients. Each gets
+# a token from `manage.py issue_token --role R --identity Type/id`; wrk and the Python client send it
+# instead of the Admin token (run_wrk(auth=...), timed_get(auth=...)).
+# ---------------------------------------------------------------------------------------------------
+
+RULES_FILE = BENCH / "rules.yaml"
+S9_GOAL_P95_RATIO = 1.3  # narrowed p95 / Admin p95
+S10_GOAL_COST_RATIO = 1.2  # Admin read rate / Patient read rate
+_PERSONAS: list[dict] = []
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def _ref_id(reference: dict | None, rtype: str) -> str | None:
+    """The id of a literal `rtype/id` reference (relative or absolute), else None."""
+    value = (reference or {}).get("reference") or ""
+    parts = value.split("/")
+    if len(parts) >= 2 and parts[-2] == rtype:
+        return parts[-1]
+    if len(parts) >= 4 and parts[-4] == rtype and parts[-2] == "_history":
+        return parts[-3]
+    return None
+
+
+def pick_patient(cfg: Config) -> tuple[str, int]:
+    """The demo Patient with the most resources in its compartment (id, count)."""
+    rows = db_exec(
+        cfg,
+        "SELECT m.compartment_id, count(DISTINCT m.resource_id) AS n "
+        "FROM resources_compartmentmembership m "
+        "JOIN resources_resource r ON r.id = m.resource_id AND NOT r.deleted "
+        "JOIN resources_resource p ON p.resource_type = 'Patient' AND p.fhir_id = m.compartment_id "
+        f"  AND NOT p.deleted {DEMO_PATIENTS.replace('body', 'p.body')} "
+        "WHERE m.compartment_type = 'Patient' "
+        "GROUP BY m.compartment_id ORDER BY n DESC, m.compartment_id LIMIT 1",
+    )[0]
+    if not rows:
+        raise RuntimeError("S9/S10: no demo Patient with compartment members found")
+    return rows[0][0], int(rows[0][1])
+
+
+def pick_practitioner(cfg: Config) -> dict:
+    """A Practitioner with an active PractitionerRole at the Organization whose tree (itself and its
+    partOf descendants: LegitimateInterest inherit) manages the most demo Patients."""
+    parent = {
+        oid: _ref_id(body.get("partOf"), "Organization")
+        for oid, body in current_bodies(cfg, "Organization", limit=10_000)
+    }
+    managed = Counter(
+        _ref_id(body.get("managingOrganization"), "Organization")
+        for _, body in current_bodies(cfg, "Patient", DEMO_PATIENTS, 100_000)
+    )
+
+    def tree(root: str) -> list[str]:
+        out = [root]
+        for org in sorted(parent):
+            seen, node = set(), parent[org]
+            while node and node not in seen:  # walk up; a cycle stops
+                if node == root:
+                    out.append(org)
+                    break
+                seen.add(node)
+                node = parent.get(node)
+        return out
+
+    candidates = []
+    for _, role in current_bodies(cfg, "PractitionerRole", limit=10_000):
+        if role.get("active") is False:  # an ended role grants nothing
+            continue
+        org = _ref_id(role.get("organization"), "Organization")
+        who = _ref_id(role.get("practitioner"), "Practitioner")
+        if org in parent and who:
+            orgs = tree(org)
+            patients = sum(managed.get(o, 0) for o in orgs)
+            candidates.append({"id": who, "organization": org, "organizations": orgs, "patients": patients})
+    if not candidates:
+        raise RuntimeError("S9: no Practitioner with an active PractitionerRole at an Organization")
+    best = min(candidates, key=lambda c: (-c["patients"], c["id"]))
+    return best
+
+
+def personas(server: Server, cfg: Config) -> list[dict]:
+    """Admin, Patient, Practitioner: rules loaded, identities picked, tokens minted (once per run)."""
+    if _PERSONAS:
+        return _PERSONAS
+    ensure_demo_data(cfg)
+    out = manage(cfg, "load_rules", str(RULES_FILE))
+    log(f"rules: {RULES_FILE.relative_to(ROOT)}: {out.strip()}")
+    patient_id, members = pick_patient(cfg)
+    prac = pick_practitioner(cfg)
+    for value in (patient_id, prac["id"]):
+        if not _FHIR_ID.match(value):
+            raise RuntimeError(f"unexpected FHIR id {value!r}")
+
+    def token(role: str, identity: str) -> str:
+        secret = manage(cfg, "issue_token", "--role", role, "--identity", identity, "--label", "bench S9/S10")
+        return f"Bearer {secret.strip()}"
+
+    _PERSONAS.extend(
+        [
+            {"persona": "Admin", "role": "Admin", "identity": None, "auth": AUTH["Authorization"]},
+            {
+                "persona": "Patient",
+                "role": "Patient",
+                "identity": f"Patient/{patient_id}",
+                "auth": token("Patient", f"Patient/{patient_id}"),
+                "compartment_resources": members,
+            },
+            {
+                "persona": "Practitioner",
+                "role": "Practitioner",
+                "identity": f"Practitioner/{prac['id']}",
+                "auth": token("Practitioner", f"Practitioner/{prac['id']}"),
+                "organizations": prac["organizations"],
+                "managed_patients": prac["patients"],
+            },
+        ]
+    )
+    log(
+        f"personas: Patient/{patient_id} ({members} resources in its compartment), "
+        f"Practitioner/{prac['id']} (active role at Organization/{prac['organization']}; with inherit "
+        f"{','.join(prac['organizations'])}: {prac['patients']} demo patients)"
+    )
+    # One request each, so a refusal shows up here with the server's words rather than as a mix of
+    # errors in the measured run.
+    for p in _PERSONAS[1:]:
+        status, _, body, _ = timed_get(server.base, f"/fhir/{p['identity']}", p["auth"])
+        p["probe"] = {"path": f"/fhir/{p['identity']}", "status": status}
+        if status != 200:
+            log(f"WARNING: {p['persona']} GET /fhir/{p['identity']} answered {status}: {body[:500]!r}")
+    return _PERSONAS
+
+
+def _public(persona: dict) -> dict:
+    return {k: v for k, v in persona.items() if k != "auth"}
+
+
+def scenario_narrowed_search(server: Server, cfg: Config) -> dict:
+    """S9: the S3 request list as Admin, as a Patient (PatientCompartment) and as a Practitioner
+    (LegitimateInterest inherit); narrowed p95 against Admin's; plans and SQL statement counts."""
+    queries, lines_file = s3_query_set(cfg)
+    people = personas(server, cfg)
+    log(
+        f"S9: {len(queries)} S3 query kinds x {sq.VARIANTS} lines, as {', '.join(p['persona'] for p in people)}"
+    )
+    db_exec(cfg, "CHECKPOINT")
+    runs: dict[str, dict] = {}
+    for p in people:
+        name = p["persona"]
+        # "count": entries of each 200 answer summed in Lua, so a reader sees the narrowed pages hold data.
+        run_wrk(server, "search.lua", 8, cfg.warmup, [lines_file, "count"], auth=p["auth"])
+        run = run_wrk(server, "search.lua", 8, cfg.search_seconds, [lines_file, "count"], auth=p["auth"])
+        res = summarise(f"S9 {name}", run, "responses", 8, {"unit": "req/s", **_public(p)})
+        res["entries_per_response"] = round(run.wrk["units"] / max(run.wrk["responses"], 1), 2)
+        runs[name] = res
+        log(
+            f"S9 {name}: {res['rate']} req/s, p50/p95/p99 {res['latency_ms']['p50']}/{res['latency_ms']['p95']}/"
+            f"{res['latency_ms']['p99']} ms, {res['entries_per_response']} entries/response, status {res['status']}"
+        )
+    admin_p95 = runs["Admin"]["latency_ms"]["p95"]
+    for name, res in runs.items():
+        if name == "Admin":
+            continue
+        res["p95_ratio_to_admin"] = round(res["latency_ms"]["p95"] / admin_p95, 3) if admin_p95 else None
+        res["goal"] = {"p95_ratio_to_admin": S9_GOAL_P95_RATIO}
+        res["goal_met"] = (
+            res["p95_ratio_to_admin"] is not None
+            and res["p95_ratio_to_admin"] <= S9_GOAL_P95_RATIO
+            and res["error_rate"] < 0.001
+        )
+    samples = env_int("BENCH_S9_QUERY_SAMPLES", 5)
+    log(f"S9: per-query latency and entries per persona, each kind alone ({samples} requests)")
+    per_query = {p["persona"]: per_query_p50(server, cfg, queries, p["auth"], samples) for p in people}
+    log("S9: EXPLAIN (ANALYZE, BUFFERS) of each kind as each persona")
+    plans = run_explain(
+        cfg, queries, [{k: p[k] for k in ("persona", "role", "identity")} for p in people], tag="S9"
+    )
+    kinds = []
+    for kind, _ in queries:
+        row = {"kind": kind}
+        for p in people:
+            name = p["persona"]
+            q = next((x for x in per_query[name] if x["kind"] == kind), {})
+            plan = next((x for x in plans if x["name"] == kind and x.get("persona") == name), {})
+            row[name] = {
+                "p50_ms": q.get("p50_ms"),
+                "mean_entries": q.get("mean_entries"),
+                "status": q.get("status"),
+                "statements": plan.get("statement_count"),
+                "lookup_statements": plan.get("lookup_statements"),
+                "execution_ms": plan.get("execution_ms"),
+                "narrowing_in_sql": plan.get("narrowing_in_sql"),
+                "seq_scans_large": plan.get("seq_scans_large"),
+                "error": plan.get("error"),
+            }
+        kinds.append(row)
+    explain_summary = {}
+    for p in people:
+        name = p["persona"]
+        mine = [x for x in plans if x.get("persona") == name]
+        ok = [x for x in mine if not x.get("error")]
+        entries = [q["mean_entries"] for q in per_query[name]]
+        explain_summary[name] = {
+            "kinds_explained": len(ok),
+            "errors": {x["name"]: x["error"] for x in mine if x.get("error")},
+            "statements_per_search": sorted({x["statement_count"] for x in ok}),
+            "lookup_statements": sorted(
+                {x["lookup_statements"] for x in ok if x["lookup_statements"] is not None}
+            ),
+            "narrowing_in_match_sql": sum(1 for x in ok if x.get("narrowing_in_sql")),
+            "no_match_statement": [x["name"] for x in ok if x.get("match_statement") is None],
+            "seq_scan_large": {x["name"]: x["seq_scans_large"] for x in ok if x.get("seq_scans_large")},
+            "sample_mean_entries": round(sum(entries) / len(entries), 2) if entries else None,
+            "sample_empty_kinds": [q["kind"] for q in per_query[name] if not q["mean_entries"]],
+            "sample_status": dict(sum((Counter(q["status"]) for q in per_query[name]), Counter())),
+        }
+    narrowed = [r for n, r in runs.items() if n != "Admin"]
+    return {
+        "scenario": "S9",
+        "unit": "req/s",
+        "connections": 8,
+        "rules_file": str(RULES_FILE.relative_to(ROOT)),
+        "query_kinds": len(queries),
+        "personas": runs,
+        "goal": {"p95_ratio_to_admin": S9_GOAL_P95_RATIO},
+        "goal_met": all(r["goal_met"] for r in narrowed),
+        "contended": any(r.get("contended") for r in runs.values()),
+        "per_kind": kinds,
+        "explain": plans,
+        "explain_summary": explain_summary,
+        "explain_file": str((RESULTS / "explain-S9.txt").relative_to(ROOT)),
+        "sample_requests_per_kind": samples,
+    }
+
+
+def scenario_compartment_read(server: Server, cfg: Config) -> dict:
+    """S10: reads of the Patient persona's compartment, as Admin and as that Patient (PatientCompartment):
+    the cost of the per-read access decision."""
+    people = personas(server, cfg)
+    admin, patient = people[0], people[1]
+    patient_id = patient["identity"].split("/", 1)[1]
+    rows = db_exec(
+        cfg,
+        "SELECT r.resource_type, r.fhir_id FROM resources_compartmentmembership m "
+        "JOIN resources_resource r ON r.id = m.resource_id AND NOT r.deleted "
+        f"WHERE m.compartment_type = 'Patient' AND m.compartment_id = '{patient_id}' "
+        "UNION SELECT 'Patient', fhir_id FROM resources_resource "
+        f"WHERE resource_type = 'Patient' AND fhir_id = '{patient_id}' AND NOT deleted "
+        "ORDER BY 1, 2",
+    )[0]
+    ids_file = WORK / "s10_ids.txt"
+    ids_file.write_text("".join(f"{t} {i}\n" for t, i in rows))
+    by_type = Counter(t for t, _ in rows)
+    log(f"S10: {len(rows)} resources of {patient['identity']}'s compartment ({dict(by_type)})")
+    db_exec(cfg, "CHECKPOINT")
+    runs: dict[str, dict] = {}
+    for p in (admin, patient):
+        name = p["persona"]
+        run_wrk(server, "read.lua", 16, cfg.warmup, [ids_file], auth=p["auth"])
+        run = run_wrk(server, "read.lua", 16, cfg.seconds, [ids_file], auth=p["auth"])
+        res = summarise(f"S10 {name}", run, "responses", 16, {"unit": "req/s", **_public(p)})
+        # Every read is of a resource the caller may see: anything but 200 is an error here.
+        non_200 = res["responses"] - res["status"].get("200", 0)
+        res["non_200"] = non_200
+        attempts = res["responses"] + sum(res["socket_errors"].values())
+        res["error_rate"] = (
+            round((non_200 + sum(res["socket_errors"].values())) / attempts, 5) if attempts else 0.0
+        )
+        if non_200 and not res.get("server_log_tail"):
+            res["server_log_tail"] = run.log_tail or server.log_since(0)[-40:]
+        runs[name] = res
+        log(
+            f"S10 {name}: {res['rate']} req/s, p50/p95/p99 {res['latency_ms']['p50']}/"
+            f"{res['latency_ms']['p95']}/{res['latency_ms']['p99']} ms, status {res['status']}"
+        )
+    a, pt = runs["Admin"], runs["Patient"]
+    ratio = round(a["rate"] / pt["rate"], 3) if pt["rate"] else None
+    p50_ratio = round(pt["latency_ms"]["p50"] / a["latency_ms"]["p50"], 3) if a["latency_ms"]["p50"] else None
+    met = ratio is not None and ratio <= S10_GOAL_COST_RATIO and a["non_200"] == 0 and pt["non_200"] == 0
+    pt["cost_ratio"] = ratio
+    pt["p50_ratio_to_admin"] = p50_ratio
+    pt["goal"] = {"admin_rate_over_patient_rate": S10_GOAL_COST_RATIO}
+    pt["goal_met"] = met
+    return {
+        "scenario": "S10",
+        "unit": "req/s",
+        "connections": 16,
+        "ids": len(rows),
+        "ids_by_type": dict(by_type),
+        "personas": runs,
+        "cost_ratio": ratio,
+        "p50_ratio": p50_ratio,
+        "goal": {"admin_rate_over_patient_rate": S10_GOAL_COST_RATIO},
+        "goal_met": met,
+        "contended": any(r.get("contended") for r in runs.values()),
+    }
+
+
 class Journey:
     """S4: one client thread's loop of search -> read -> update with If-Match, timing every step."""
 
@@ -1242,23 +1545,43 @@ def add_ratios(results: dict) -> None:
             res["goal_met"] = ok
 
 
+def table_rows(name: str, res: dict) -> list[tuple[str, dict]]:
+    """The table rows of one scenario: one, or one per persona (S9, S10)."""
+    if "personas" in res:
+        return [(f"{name} {persona}", part) for persona, part in res["personas"].items()]
+    return [(name, res)]
+
+
+def persona_goal(name: str, persona: str, res: dict) -> str:
+    if persona == "Admin":
+        return "(baseline)"
+    if name == "S9":
+        txt = f"p95 {res.get('p95_ratio_to_admin', float('nan')):.2f}x Admin <= {S9_GOAL_P95_RATIO}"
+    else:
+        txt = f"Admin/Patient rate {res.get('cost_ratio') or float('nan'):.2f} <= {S10_GOAL_COST_RATIO}"
+    return txt + ("  MET" if res.get("goal_met") else "  not met")
+
+
 def print_table(results: dict, cfg: Config, results_commit: str) -> None:
     head = (
-        f"{'scenario':<10}{'conns':>6}{'rate':>10} {'unit':<15}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
+        f"{'scenario':<16}{'conns':>6}{'rate':>10} {'unit':<15}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
         f"{'err %':>7}{'CPU app':>8}{'CPU db':>7}{'per CPU-s':>10}{'vs ceil':>8}  goal"
     )
     print()
     print(
-        f"FHIR server bench ({results_commit}): {cfg.seconds} s per scenario ({cfg.search_seconds} s S3/S8/S4), gunicorn {cfg.worker_class} x{cfg.workers}"
+        f"FHIR server bench ({results_commit}): {cfg.seconds} s per scenario ({cfg.search_seconds} s S3/S9/S8/S4), gunicorn {cfg.worker_class} x{cfg.workers}"
         + (f" ({cfg.threads} threads)" if cfg.worker_class == "gthread" else "")
         + f", {NCPU} CPUs"
     )
     print(head)
     print("-" * len(head))
+    rows = []
     for name in ALL_SCENARIOS:
-        res = results.get(name)
-        if not res:
-            continue
+        if results.get(name):
+            for label, part in table_rows(name, results[name]):
+                goal_txt = persona_goal(name, label.split(" ", 1)[1], part) if label != name else None
+                rows.append((label, part, goal_txt))
+    for name, res, persona_txt in rows:
         lat = res.get("latency_ms", {})
         cpu = res["cpu_s"]
         app_cpu = cpu.get("app", cpu.get("client", 0))
@@ -1272,11 +1595,13 @@ def print_table(results: dict, cfg: Config, results_commit: str) -> None:
         elif goal:
             goal_txt = f">= {goal['rate']}" + (f", p99 <= {goal['p99_ms']} ms" if "p99_ms" in goal else "")
             goal_txt += "  MET" if res["goal_met"] else "  not met"
+        if persona_txt is not None:
+            goal_txt = persona_txt
         if res.get("contended"):
             goal_txt += f"  [other load: {res['other_cpu_s']} CPU-s]"
         ratio = res.get("ratio_to_ceiling")
         print(
-            f"{name:<10}{res['connections']:>6}{res['rate']:>10.1f} {res['unit']:<15}"
+            f"{name:<16}{res['connections']:>6}{res['rate']:>10.1f} {res['unit']:<15}"
             f"{lat.get('p50', float('nan')):>8.1f}{lat.get('p95', float('nan')):>8.1f}"
             f"{lat.get('p99', float('nan')):>8.1f}{100 * res.get('error_rate', 0):>7.2f}"
             f"{app_cpu:>8.1f}{cpu.get('db', 0):>7.1f}{res['per_cpu_s'] or 0:>10.1f}"
@@ -1311,13 +1636,16 @@ def print_table(results: dict, cfg: Config, results_commit: str) -> None:
     print(
         "Goals (2 cores, server+DB): S1 >= 650 req/s with p99 <= 100 ms; S2 >= 2,500 req/s; "
         "S5 >= 800 transactions/s; S6 >= 1,200 resources/s; S3 >= 250 req/s with p99 <= 1 s; "
-        "S4 every step's p50 within its budget; S8 >= 20,000 resources/s."
+        "S4 every step's p50 within its budget; S8 >= 20,000 resources/s; "
+        f"S9 Patient and Practitioner p95 <= {S9_GOAL_P95_RATIO}x Admin p95 (same S3 searches, narrowing in the "
+        f"SQL); S10 a read under PatientCompartment costs <= {S10_GOAL_COST_RATIO}x an Admin read (Admin rate / Patient rate)."
     )
     for name, res in results.items():
-        if res.get("server_log_tail"):
-            print(f"\n{name}: errors {res['status']} socket {res['socket_errors']}; server log tail:")
-            for line in res["server_log_tail"][-15:]:
-                print("   ", line)
+        for label, part in table_rows(name, res):
+            if part.get("server_log_tail"):
+                print(f"\n{label}: errors {part['status']} socket {part['socket_errors']}; server log tail:")
+                for line in part["server_log_tail"][-15:]:
+                    print("   ", line)
 
 
 def print_search_details(results: dict) -> None:
@@ -1355,6 +1683,7 @@ def print_search_details(results: dict) -> None:
         print(
             f"  plans: {s3.get('explain_file')}; kinds missing index use: {s3.get('queries_missing_index')}"
         )
+    print_rule_chain_details(results)
     s8 = results.get("S8")
     if s8:
         print(
@@ -1372,6 +1701,78 @@ def print_search_details(results: dict) -> None:
                 f"  {step:<32} n={v['n']:<6} p50 {p50 if p50 is not None else '-':>7} ms "
                 f"(budget {v['budget_p50_ms']} ms) p95 {v['p95_ms']} ms  {'MET' if v['met'] else 'not met'}"
             )
+
+
+def print_rule_chain_details(results: dict) -> None:
+    s9 = results.get("S9")
+    if s9:
+        who = {n: r for n, r in s9["personas"].items()}
+        pat, prac = who.get("Patient", {}), who.get("Practitioner", {})
+        print(
+            f"S9: the S3 request list ({s9['query_kinds']} kinds) as each persona, rules {s9['rules_file']}; "
+            f"Patient = {pat.get('identity')} ({pat.get('compartment_resources')} resources in its compartment), "
+            f"Practitioner = {prac.get('identity')} (organisations {','.join(prac.get('organizations', []))}: "
+            f"{prac.get('managed_patients')} demo patients)."
+        )
+        for name, r in who.items():
+            ex = s9["explain_summary"].get(name, {})
+            ratio = (
+                f"  p95/Admin {r['p95_ratio_to_admin']:.2f} (goal <= {S9_GOAL_P95_RATIO})"
+                if "p95_ratio_to_admin" in r
+                else ""
+            )
+            print(
+                f"  {name:<13} {r['entries_per_response']:>6.2f} entries/response under load, sample "
+                f"{ex.get('sample_mean_entries')} per kind ({len(ex.get('sample_empty_kinds', []))} kinds empty), "
+                f"status {r['status']}{ratio}"
+            )
+        print(
+            "  SQL statements per search (EXPLAIN run, lookups before the match statement; "
+            "narrowing inside the match statement):"
+        )
+        for name, ex in s9["explain_summary"].items():
+            seq = ex.get("seq_scan_large") or {}
+            print(
+                f"  {name:<13} {ex['statements_per_search']} statements, {ex['lookup_statements']} lookups, "
+                f"narrowing in match SQL {ex['narrowing_in_match_sql']}/{ex['kinds_explained']}"
+                + (
+                    f", no match statement: {ex['no_match_statement']}"
+                    if ex.get("no_match_statement")
+                    else ""
+                )
+                + (f", errors {ex['errors']}" if ex.get("errors") else "")
+                + (
+                    "; seq scans of large tables: "
+                    + "; ".join(f"{k} ({','.join(v)})" for k, v in seq.items())
+                    if seq
+                    else "; no seq scan of a large table"
+                )
+            )
+        print("  Per kind, alone: p50 ms / mean entries / SQL statements  (Admin | Patient | Practitioner)")
+        for row in s9["per_kind"]:
+            cells = []
+            for name in who:
+                c = row.get(name, {})
+                p50 = c.get("p50_ms")
+                flag = " SEQ" if c.get("seq_scans_large") else ""
+                flag += (
+                    " ERR" if c.get("error") or any(str(k) != "200" for k in (c.get("status") or {})) else ""
+                )
+                cells.append(
+                    f"{(f'{p50:.1f}' if p50 is not None else '-'):>6} {c.get('mean_entries', '-')!s:>5} "
+                    f"{c.get('statements', '-')!s:>2}{flag}"
+                )
+            print(f"  {row['kind']:<40}" + " | ".join(cells))
+        print(f"  plans: {s9['explain_file']}")
+    s10 = results.get("S10")
+    if s10:
+        pt = s10["personas"].get("Patient", {})
+        print(
+            f"S10: reads of {pt.get('identity')}'s compartment ({s10['ids']} resources: "
+            f"{', '.join(f'{t} {n}' for t, n in sorted(s10['ids_by_type'].items()))}); Admin rate / Patient rate "
+            f"{s10['cost_ratio']} (goal <= {S10_GOAL_COST_RATIO}), Patient p50 / Admin p50 {s10['p50_ratio']}; "
+            f"non-200: Admin {s10['personas']['Admin']['non_200']}, Patient {pt.get('non_200')}."
+        )
 
 
 def git_commit() -> str:
@@ -1460,6 +1861,8 @@ def main() -> None:
             "S3": scenario_search_mix,
             "S8": scenario_bulk_search,
             "S4": scenario_lookup,
+            "S9": scenario_narrowed_search,
+            "S10": scenario_compartment_read,
         }
         for name in cfg.scenarios:
             # Other work on the machine (tests of other people) takes CPU from the server: give it a
@@ -1468,10 +1871,11 @@ def main() -> None:
             log(f"{name} ...")
             res = runners[name](server, cfg)
             results[name] = res
-            log(
-                f"{name}: {res['rate']} {res['unit']}, p99 {res.get('latency_ms', {}).get('p99', '-')} ms, "
-                f"errors {res.get('error_rate', 0):.2%}, CPU {res['cpu_s']}"
-            )
+            for label, part in table_rows(name, res):
+                log(
+                    f"{label}: {part['rate']} {part['unit']}, p99 {part.get('latency_ms', {}).get('p99', '-')} ms, "
+                    f"errors {part.get('error_rate', 0):.2%}, CPU {part['cpu_s']}"
+                )
         settings = pg_settings(cfg)
     except BaseException:
         # The server's side of a failure (a 500 in setup, say) is in its log: show it with the traceback.

@@ -26,6 +26,7 @@ _READ_SQL = (
     f"SELECT id, version, last_updated, deleted, body FROM {Resource._meta.db_table} "
     "WHERE resource_type = %s AND fhir_id = %s"
 )
+_READ_FIELDS = ("id", "version", "last_updated", "deleted", "body")
 _VREAD_SQL = (
     f"SELECT last_updated, body FROM {ResourceVersion._meta.db_table} "
     "WHERE resource_type = %s AND fhir_id = %s AND version = %s"
@@ -45,8 +46,26 @@ def _aware(moment: datetime) -> datetime:
 
 def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, operation: str = "read") -> Stored:
     check_type(resource_type)
-    authorize(ctx, operation, resource_type)
-    row = _fetch_one(_READ_SQL, [resource_type, fhir_id]) if fhirjson.is_valid_id(fhir_id) else None
+    matching = authorize(ctx, operation, resource_type)
+    if not fhirjson.is_valid_id(fhir_id):
+        raise _unknown(resource_type, fhir_id)
+    if matching and not matching[0].unconditional:
+        # Read and decide in one statement: the caller's rules are conditions on this row.
+        found, rule = rules.fetch_decided(ctx, operation, resource_type, fhir_id, _READ_FIELDS)
+        if found is None or (rule is None and not found["deleted"]):
+            raise _unknown(resource_type, fhir_id)
+        if not found["deleted"]:
+            return Stored(
+                resource_type,
+                fhir_id,
+                found["version"],
+                _aware(found["last_updated"]),
+                rules.shape(rule, found["body"]),
+                pk=found["id"],
+            )
+        row = tuple(found[f] for f in _READ_FIELDS)
+    else:
+        row = _fetch_one(_READ_SQL, [resource_type, fhir_id])
     if row is None:
         raise _unknown(resource_type, fhir_id)
     pk, version, last_updated, deleted, body = row

@@ -31,7 +31,7 @@ class PatientCompartment(Validator):
 
     def narrowing(self, ctx: AccessContext, resource_type: str) -> Q | None:
         patients = lookups.caller_patients(ctx)
-        if not patients:
+        if isinstance(patients, list) and not patients:
             return NOTHING
         return lookups.pk_in(lookups.patient_compartment(patients, resource_type))
 
