@@ -17,12 +17,12 @@ from django.http import HttpRequest, HttpResponse
 
 from resources import fhirjson
 from resources.api.http import context, fhir_view, json_response, read_body
-from resources.outcomes import bad_request, error, not_found
+from resources.outcomes import bad_request, error
+from resources.selectors import resource_read
 
 from . import tokens
 from .context import PUBLIC
 from .errors import credentials_required
-from .identity import identity_alive
 from .models import ApiToken
 from .rules import authorize
 
@@ -36,8 +36,8 @@ def mint_token(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpRe
     authorize(ctx, "generate-token", resource_type)
     reference = f"{resource_type}/{fhir_id}"
     options = _options(request, allowed=("kind", "lifetime", "label"))
-    if not identity_alive(reference):
-        raise not_found(f"{reference} is not known")
+    # The rule must allow generate-token on this very identity (404 when not, as for a read).
+    resource_read(ctx, resource_type=resource_type, fhir_id=fhir_id, operation="generate-token")
     try:
         token, secret = tokens.mint(
             role=resource_type,

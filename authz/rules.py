@@ -326,6 +326,18 @@ def rule_case(ctx: AccessContext, operation: str, types: Iterable[str] | None) -
     return Case(*whens, default=Value(None), output_field=IntegerField())
 
 
+def checks_bodies(ctx: AccessContext, operation: str, types: Iterable[str] | None) -> bool:
+    """Whether some rule that may authorise rows of this listing checks bodies in Python."""
+    if ctx.role == SYSTEM:
+        return False
+    wanted = list(types) if types is not None else ["*"]
+    return any(
+        rule.validator.checks_body
+        for rule in _rules(ctx)
+        if any(rule.covers(ctx.role, operation, t) for t in wanted) and _identity_passes(ctx, rule)
+    )
+
+
 def rule_at(ctx: AccessContext, position: int | None) -> CompiledRule | None:
     if position is None:
         return None

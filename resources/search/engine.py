@@ -370,8 +370,11 @@ def _execute(
     # Which rule authorises each row, when some rule shapes (property filters) or checks what it returns.
     attribution = rules.rule_case(ctx, plan.operation, plan.types)
 
+    # A rule that checks bodies in Python (FhirPath) may drop rows SQL counted: no total then.
+    countable = not rules.checks_bodies(ctx, plan.operation, plan.types)
     if count == 0:
-        return SearchPage([], None, rows.count(), plan.used, plan.ignored, notes=plan.notes)
+        counted = rows.count() if countable else None
+        return SearchPage([], None, counted, plan.used, plan.ignored, notes=plan.notes)
 
     backward = position is not None and position.direction == paging.BACKWARD
     page = rows.annotate(**sort.annotations(keys))
@@ -404,6 +407,8 @@ def _execute(
             previous_cursor = cursor_at(fetched[0], paging.BACKWARD) if position is not None else None
     if position is None and not more:
         counted = len(fetched)  # the whole result is on this first page: the total is free
+    elif not countable:
+        counted = None
     elif total == "accurate":
         counted = rows.count()
     elif total == "estimate":

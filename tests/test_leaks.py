@@ -1,0 +1,639 @@
+"""Nothing a caller may not read reaches it through a search, however the search is phrased.
+
+The world (tests/personas.py): two provider organisations, their staff, five patients with clinical
+data, a relative, a cross-organisation care team, a researcher with redacting property filters,
+under the brief's access rules. Each persona's *single reads* (GET [type]/[id]) are the reference:
+what it may see. The tests prove, over HTTP, that
+
+1. (property-based, hypothesis) for random searches over Patient, Observation, Condition, Encounter,
+   Organization and Practitioner (parameters with prefixes and modifiers, several ids, chains,
+   `_has`, `_include`/`_revinclude` with `*` and `:iterate`, `_sort`, `_count` with paging,
+   `_total=accurate`, `_summary=count|true`) and random `$everything` calls, for every persona:
+   (a) every entry, match or include, on every page, is readable by that persona and has the body
+       its read returns; every included resource is linked by a reference to an entry it came with
+       (or, for `$everything`, to a part of the record the persona may read);
+   (b) the matches, over all pages, are exactly the admin's matches of the same query restricted to
+       what the persona may read, where every chain and `_has` is itself evaluated over what the
+       persona may read (the oracle rewrites them into id lists); `_sort` keeps the admin's order;
+       `total`, when given, is the number of those matches;
+   (c) no response (body, links, paging cursors) carries the marker of a resource the persona may
+       not read, and nothing the researcher gets carries a real name, phone, birth date or MRN;
+   (d) a refusal is a 401/403/400 OperationOutcome, never a 500; the researcher's queries that read
+       a redacted or blocked element are 403.
+2. named regressions for leaks known from other servers (one test each, below the property test).
+
+Design, for pytest-django: the world is built once per module inside a transaction opened by a
+module-scoped fixture (`django_db_blocker.unblock()`), and rolled back at the end of the module.
+Each test then runs in its own savepoint (the `django_db` mark), so the write tests leave nothing
+behind. The hypothesis test draws whole queries (`@given(queries())`) and runs each one for all
+personas within that test's single savepoint; searches do not write, so examples do not interfere
+(hence the suppressed function_scoped_fixture health check). Runs are derandomised (the same
+examples every run, as a CI test should be); set LEAKS_EXPLORE=1 to explore new examples.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from authz import rules
+from tests.personas import (
+    BODY_WEIGHT,
+    DIABETES,
+    HEART_RATE,
+    HYPERTENSION,
+    LOINC,
+    MRN_SYSTEM,
+    ORGANIZATIONS,
+    PATIENTS,
+    PERSONAS,
+    PRACTITIONERS,
+    UCUM,
+    Caller,
+    Reply,
+    World,
+    build_world,
+    callers,
+)
+
+pytestmark = pytest.mark.django_db
+
+NAMES = [p.name for p in PERSONAS]
+ADMIN = "admin"
+PATIENT = {p.id: p for p in PATIENTS}
+
+
+# --- the world, as each persona sees it ------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    world: World
+    callers: dict[str, Caller]
+    reads: dict[str, dict[str, Reply]]  # persona -> "Type/id" -> its single read
+    admin_cache: dict = field(default_factory=dict)
+
+    def readable(self, persona: str) -> set[str]:
+        return {key for key, reply in self.reads[persona].items() if reply.status == 200}
+
+    def read_body(self, persona: str, key: str) -> dict:
+        return self.reads[persona][key].json
+
+    @cached_property
+    def references(self) -> dict[str, set[str]]:
+        """"Type/id" -> the keys its stored body refers to (from the admin's unredacted reads)."""
+        out = {}
+        for key, reply in self.reads[ADMIN].items():
+            out[key] = set(re.findall(r'"reference":\s*"([A-Za-z]+/[A-Za-z0-9.-]+)"', reply.text))
+        return out
+
+    def linked(self, a: str, b: str) -> bool:
+        return b in self.references.get(a, ()) or a in self.references.get(b, ())
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker) -> Seen:
+    """The world, built once for the module inside a transaction that is rolled back at the end."""
+    with django_db_blocker.unblock():
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        try:
+            built = build_world()
+            by_name = callers()
+            reads = {
+                name: {key: caller.get(key) for key in built.keys} for name, caller in by_name.items()
+            }
+        except BaseException:
+            transaction.set_rollback(True)
+            atomic.__exit__(None, None, None)
+            raise
+    yield Seen(built, by_name, reads)
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        atomic.__exit__(None, None, None)
+        rules.forget_rules()  # the rolled-back rule set must not stay cached for other modules
+
+
+# --- reading responses ---------------------------------------------------------------------------
+
+
+def entries(reply: Reply, mode: str | None = None) -> list[dict]:
+    body = reply.json or {}
+    return [
+        e
+        for e in body.get("entry", [])
+        if "resource" in e
+        and e["resource"]["resourceType"] != "OperationOutcome"
+        and (mode is None or e.get("search", {}).get("mode") == mode)
+    ]
+
+
+def key_of(resource: dict) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+def keys(reply: Reply, mode: str | None = None) -> list[str]:
+    return [key_of(e["resource"]) for e in entries(reply, mode)]
+
+
+def link(reply: Reply, relation: str) -> str | None:
+    return next((x["url"] for x in (reply.json or {}).get("link", []) if x["relation"] == relation), None)
+
+
+def cursors(reply: Reply) -> str:
+    """The paging cursors in the links, decoded: their JSON carries sort values of real rows."""
+    out = []
+    for item in (reply.json or {}).get("link", []):
+        for name, value in parse_qsl(urlsplit(item["url"]).query):
+            if name == "_page":
+                payload = unquote(value).rsplit(".", 1)[0]
+                try:
+                    out.append(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode())
+                except ValueError:
+                    out.append(payload)
+    return "\n".join(out)
+
+
+def leaked(seen: Seen, persona: str, text: str, asked: str) -> list[str]:
+    """Markers of resources the persona may not read, and (researcher) real identifying values, found
+    in `text`. A value the caller typed into its own request (`asked`) does not count."""
+    readable = seen.readable(persona)
+    found = [
+        f"{key} ({marker})"
+        for key, marker in seen.world.markers.items()
+        if key not in readable and marker in text and marker not in asked
+    ]
+    if persona == "researcher":
+        found += [f"secret {s!r}" for s in seen.world.researcher_secrets if s in text and s not in asked]
+    return found
+
+
+def assert_outcome(reply: Reply, statuses: set[int], what: str) -> None:
+    assert reply.status in statuses, f"{what}: {reply.status} (expected {sorted(statuses)}): {reply.text[:300]}"
+    assert (reply.json or {}).get("resourceType") == "OperationOutcome", f"{what}: not an OperationOutcome"
+
+
+# --- the queries hypothesis draws --------------------------------------------------------------------
+
+PATIENT_IDS = [p.id for p in PATIENTS] + ["nobody"]
+DOCTORS = list(PRACTITIONERS)
+ORGS = list(ORGANIZATIONS)
+FAMILIES = [p.family for p in PATIENTS]
+PERSON_NAMES = FAMILIES + [p.given for p in PATIENTS] + ["que", "RAVENS", "Nobody"]
+DOCTOR_NAMES = [v[0] for v in PRACTITIONERS.values()] + ["Wilhelmina", "ab"]
+ORG_NAMES = ["Aldersgate", "aldersgate cardiology", "Brookfield Clinic", "Nowhere"]
+VALUES = ["58", "64", "72", "76", "88", "100", "101", "105", "130", "70.0"]
+DATES = ["2024", "2024-01", "2024-01-03", "2024-01-05", "2024-01-07T09:30:00Z", "2023-12-31", "2024-02"]
+BIRTH = [p.birth_date for p in PATIENTS] + ["1961", "1975-09", "1950-06-21"]
+
+
+def prefix(numbers: bool = True) -> st.SearchStrategy[str]:
+    return st.sampled_from(["", "eq", "ne", "gt", "lt", "ge", "le"] + (["ap"] if numbers else ["sa", "eb"]))
+
+
+def references(target: str, ids: list[str]) -> st.SearchStrategy[str]:
+    """One or several ids (search.html#reference), bare or typed."""
+    chosen = st.lists(st.sampled_from(ids), min_size=1, max_size=3, unique=True)
+    return st.tuples(chosen, st.booleans()).map(
+        lambda pair: ",".join(f"{target}/{i}" if pair[1] else i for i in pair[0])
+    )
+
+
+def param(name: str, values: st.SearchStrategy[str]) -> st.SearchStrategy[list[tuple[str, str]]]:
+    return values.map(lambda v: [(name, v)])
+
+
+def pick(name: str, *values: str) -> st.SearchStrategy[list[tuple[str, str]]]:
+    return param(name, st.sampled_from(values))
+
+
+def prefixed(name: str, values: list[str], numbers: bool = False) -> st.SearchStrategy:
+    return param(name, st.tuples(prefix(numbers), st.sampled_from(values)).map("".join))
+
+
+def date_range(name: str, values: list[str]) -> st.SearchStrategy[list[tuple[str, str]]]:
+    """`name=geX&name=leY`: two bounds of one parameter (merged into one range by the engine)."""
+    low, high = st.sampled_from(["ge", "gt"]), st.sampled_from(["le", "lt"])
+    return st.tuples(low, st.sampled_from(values), high, st.sampled_from(values)).map(
+        lambda t: [(name, t[0] + t[1]), (name, t[2] + t[3])]
+    )
+
+
+def quantity() -> st.SearchStrategy[str]:
+    units = st.sampled_from(["", "||kg", f"|{UCUM}|kg", "||/min"])
+    return st.tuples(prefix(), st.sampled_from(VALUES), units).map("".join)
+
+
+CODES = st.sampled_from([HEART_RATE, f"{LOINC}|{BODY_WEIGHT}", f"{HEART_RATE},{BODY_WEIGHT}", "9999-9"])
+CONDITION_CODES = st.sampled_from([DIABETES, HYPERTENSION, f"http://snomed.info/sct|{DIABETES}"])
+PATIENT_REFS = references("Patient", PATIENT_IDS)
+DOCTOR_REFS = references("Practitioner", DOCTORS)
+ORG_REFS = references("Organization", ORGS)
+MRNS = st.sampled_from([p.mrn for p in PATIENTS]).flatmap(lambda m: st.sampled_from([m, f"{MRN_SYSTEM}|{m}"]))
+
+CRITERIA = {
+    "Patient": [
+        pick("gender", "male", "female", "male,female"),
+        param("name", st.sampled_from(PERSON_NAMES)),
+        param("name:exact", st.sampled_from(FAMILIES)),
+        param("family", st.sampled_from(PERSON_NAMES)),
+        prefixed("birthdate", BIRTH),
+        date_range("birthdate", BIRTH),
+        param("organization", ORG_REFS),
+        param("general-practitioner", DOCTOR_REFS),
+        param("identifier", MRNS),
+        param("phone", st.sampled_from([p.phone for p in PATIENTS])),
+        param("address-city", st.sampled_from([p.city for p in PATIENTS])),
+        param("_id", st.lists(st.sampled_from(PATIENT_IDS), min_size=1, max_size=3, unique=True).map(",".join)),
+        param("link", PATIENT_REFS),
+        param("_has:Observation:patient:code", CODES),
+        param("_has:Observation:patient:value-quantity", quantity()),
+        param("_has:Condition:patient:code", CONDITION_CODES),
+        param("_has:Encounter:patient:service-provider", ORG_REFS),
+        param("_has:CareTeam:subject:participant", DOCTOR_REFS),
+        param("organization.name", st.sampled_from(ORG_NAMES)),
+        param("general-practitioner:Practitioner.name", st.sampled_from(DOCTOR_NAMES)),
+    ],
+    "Observation": [
+        param("code", CODES),
+        param("value-quantity", quantity()),
+        prefixed("date", DATES),
+        date_range("date", DATES),
+        param("subject", PATIENT_REFS),
+        param("patient", PATIENT_REFS),
+        param("subject:Patient", references("Patient", PATIENT_IDS).map(lambda v: v.replace("Patient/", ""))),
+        param("performer", DOCTOR_REFS),
+        pick("category", "vital-signs"),
+        param("subject:Patient.name", st.sampled_from(PERSON_NAMES)),
+        param("patient.organization", ORG_REFS),
+        param("patient.organization.name", st.sampled_from(ORG_NAMES)),
+        pick("subject:Patient.gender", "male", "female"),
+        prefixed("subject:Patient.birthdate", BIRTH),
+        param("subject:Patient.identifier", MRNS),
+        param("performer:Practitioner.name", st.sampled_from(DOCTOR_NAMES)),
+        param("patient.general-practitioner", DOCTOR_REFS),
+    ],
+    "Condition": [
+        param("code", CONDITION_CODES),
+        param("subject", PATIENT_REFS),
+        param("patient", PATIENT_REFS),
+        prefixed("recorded-date", DATES),
+        param("patient.name", st.sampled_from(PERSON_NAMES)),
+        param("patient.organization", ORG_REFS),
+    ],
+    "Encounter": [
+        param("subject", PATIENT_REFS),
+        param("patient", PATIENT_REFS),
+        param("service-provider", ORG_REFS),
+        prefixed("date", DATES),
+        pick("status", "finished", "in-progress"),
+        pick("class", "AMB"),
+        param("service-provider.name", st.sampled_from(ORG_NAMES)),
+        param("patient.name", st.sampled_from(PERSON_NAMES)),
+    ],
+    "Organization": [
+        param("name", st.sampled_from(ORG_NAMES)),
+        param("partof", ORG_REFS),
+        param("_id", st.lists(st.sampled_from(ORGS), min_size=1, max_size=2, unique=True).map(",".join)),
+        param("partof.name", st.sampled_from(ORG_NAMES)),
+        pick("_has:Patient:organization:gender", "male", "female"),
+        param("_has:PractitionerRole:organization:practitioner", DOCTOR_REFS),
+        param("_has:Encounter:service-provider:patient", PATIENT_REFS),
+    ],
+    "Practitioner": [
+        param("name", st.sampled_from(DOCTOR_NAMES)),
+        pick("active", "true", "false"),
+        param("_id", st.lists(st.sampled_from(DOCTORS), min_size=1, max_size=2, unique=True).map(",".join)),
+        param("_has:PractitionerRole:practitioner:organization", ORG_REFS),
+        param("_has:Observation:performer:value-quantity", quantity()),
+        param("_has:Observation:performer:subject", PATIENT_REFS),
+        param("_has:MedicationRequest:requester:subject", PATIENT_REFS),
+        param("_has:CareTeam:participant:subject", PATIENT_REFS),
+        param("_has:Patient:general-practitioner:gender", st.sampled_from(["male", "female"])),
+    ],
+}
+
+ITERATE = ["Patient:organization", "Patient:general-practitioner", "Patient:link", "Organization:partof",
+           "PractitionerRole:organization", "*"]  # fmt: skip
+INCLUDES = {
+    "Patient": ["Patient:organization", "Patient:general-practitioner", "Patient:link", "*"],
+    "Observation": ["Observation:subject", "Observation:patient", "Observation:performer",
+                    "Observation:subject:Patient", "*"],
+    "Condition": ["Condition:subject", "Condition:patient", "*"],
+    "Encounter": ["Encounter:service-provider", "Encounter:subject", "Encounter:patient"],
+    "Organization": ["Organization:partof", "*"],
+    "Practitioner": ["*"],
+}  # fmt: skip
+REVINCLUDES = {
+    "Patient": ["Observation:subject", "Observation:patient", "Condition:subject", "Encounter:patient",
+                "RelatedPerson:patient", "CareTeam:subject", "MedicationRequest:subject", "Patient:link", "*"],
+    "Observation": ["*"],
+    "Condition": [],
+    "Encounter": ["Observation:encounter"],
+    "Organization": ["Patient:organization", "PractitionerRole:organization", "Encounter:service-provider",
+                     "Organization:partof"],
+    "Practitioner": ["PractitionerRole:practitioner", "Observation:performer", "MedicationRequest:requester",
+                     "Patient:general-practitioner", "CareTeam:participant"],
+}  # fmt: skip
+SORTS = {
+    "Patient": ["name", "family", "birthdate", "gender", "_id", "organization"],
+    "Observation": ["date", "value-quantity", "code", "patient", "_id", "_lastUpdated"],
+    "Condition": ["recorded-date", "code", "patient"],
+    "Encounter": ["date", "status", "service-provider"],
+    "Organization": ["name", "_id"],
+    "Practitioner": ["name", "family", "_id"],
+}
+RESULT = ("_include", "_revinclude", "_count", "_total", "_summary", "_sort")
+
+
+@dataclass(frozen=True)
+class Query:
+    path: str  # "Observation", "Patient/pa1/$everything", "Patient/$everything"
+    params: tuple[tuple[str, str], ...]
+
+    @property
+    def resource_type(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    @property
+    def everything(self) -> bool:
+        return self.path.endswith("$everything")
+
+    @property
+    def criteria(self) -> list[tuple[str, str]]:
+        return [(n, v) for n, v in self.params if n.split(":", 1)[0] not in RESULT]
+
+    def value(self, name: str) -> str | None:
+        return next((v for n, v in self.params if n == name), None)
+
+    def __str__(self) -> str:
+        from urllib.parse import urlencode
+
+        return self.path + ("?" + urlencode(self.params) if self.params else "")
+
+
+@st.composite
+def searches(draw) -> Query:
+    resource_type = draw(st.sampled_from(list(CRITERIA)))
+    params: list[tuple[str, str]] = []
+    for pairs in draw(st.lists(st.one_of(CRITERIA[resource_type]), max_size=3)):
+        params += pairs
+    for spec in draw(st.lists(st.sampled_from(INCLUDES[resource_type]), max_size=2, unique=True)):
+        params.append(("_include", spec))
+    for spec in draw(st.lists(st.sampled_from(REVINCLUDES[resource_type] or ["*"]), max_size=1)):
+        params.append(("_revinclude", spec))
+    if any(n in ("_include", "_revinclude") for n, _ in params) and draw(st.booleans()):
+        params.append((draw(st.sampled_from(["_include:iterate", "_revinclude:iterate"])), draw(st.sampled_from(ITERATE))))
+    sort = draw(st.lists(st.sampled_from(SORTS[resource_type]), max_size=2, unique=True))
+    if sort:
+        params.append(("_sort", ",".join(draw(st.sampled_from(["", "-"])) + key for key in sort)))
+    params += draw(st.sampled_from([[], [("_count", "2")], [("_count", "3")], [("_count", "1"), ("_total", "accurate")],
+                                    [("_total", "accurate")], [("_summary", "count")], [("_summary", "true")]]))  # fmt: skip
+    return Query(resource_type, tuple(params))
+
+
+@st.composite
+def everythings(draw) -> Query:
+    target = draw(st.sampled_from([*PATIENT_IDS, None]))
+    path = "Patient/$everything" if target is None else f"Patient/{target}/$everything"
+    params: list[tuple[str, str]] = []
+    types = draw(st.sampled_from([None, "Observation", "Practitioner,Organization", "Patient,Condition,Practitioner"]))
+    if types:
+        params.append(("_type", types))
+    params += draw(st.sampled_from([[], [("_count", "3")], [("_summary", "count")]]))
+    return Query(path, tuple(params))
+
+
+def queries() -> st.SearchStrategy[Query]:
+    return st.one_of(searches(), searches(), searches(), everythings())
+
+
+# --- the oracle: what each persona should get ----------------------------------------------------------
+
+# Elements the research rule redacts, as the Patient search parameters that read them (search
+# parameters and sort keys reading them must be refused: authz/filters.py), plus its explicit blocks.
+RESEARCH_BLOCKED = {"name", "family", "given", "phonetic", "birthdate", "telecom", "phone", "email",
+                    "identifier", "address", "address-city", "address-country", "address-postalcode",
+                    "address-state", "address-use"}  # fmt: skip
+CHAIN_TARGET = {"patient": "Patient", "organization": "Organization", "service-provider": "Organization",
+                "partof": "Organization"}  # fmt: skip
+
+
+def split_criterion(resource_type: str, name: str) -> tuple[str, str, str, str] | None:
+    """("chain", reference code, target type, rest) or ("has", source type, reference code, rest);
+    None for a plain parameter."""
+    if name.startswith("_has:"):
+        _, source, reference, rest = name.split(":", 3)
+        return ("has", source, reference, rest)
+    if "." in name:
+        head, rest = name.split(".", 1)
+        code, _, target = head.partition(":")
+        return ("chain", code, target or CHAIN_TARGET[code], rest)
+    return None
+
+
+def researcher_refuses(resource_type: str, name: str) -> bool:
+    split = split_criterion(resource_type, name)
+    if split is None:
+        return resource_type == "Patient" and name.split(":", 1)[0] in RESEARCH_BLOCKED
+    if split[0] == "has":
+        return researcher_refuses(split[1], split[3])
+    return (resource_type == "Patient" and split[1] in RESEARCH_BLOCKED) or researcher_refuses(split[2], split[3])
+
+
+def refusal(persona: str, query: Query) -> set[int] | None:
+    """The statuses the rules answer `query` with, when they refuse it (a set: some refusals may be
+    either), or None when it must succeed (200)."""
+    if persona == "public":
+        return {401}
+    if persona == "dr-inactive":  # its identity filter fails: no rule matches at all
+        return {403}
+    if query.everything:
+        # `everything` is granted to patients, clinicians and the admin only.
+        return {403} if persona in ("researcher", "rp-pa1") else None
+    if persona != "researcher":
+        return None
+    if query.resource_type not in ("Patient", "Observation"):
+        return {403}
+    ambiguous = False
+    for name, value in query.params:
+        base = name.split(":", 1)[0]
+        if name == "_sort":
+            if query.resource_type == "Patient" and any(k.lstrip("-") in RESEARCH_BLOCKED for k in value.split(",")):
+                return {403}
+        elif base in ("_include", "_revinclude"):
+            if value == "Patient:general-practitioner":
+                return {403}
+            # `*` covers Patient:general-practitioner where a Patient is the source: refusing all of
+            # it, or only following what may be followed, are both safe.
+            ambiguous |= value == "*"
+        elif base not in RESULT and researcher_refuses(query.resource_type, name):
+            return {403}
+    return {200, 403} if ambiguous else None
+
+
+class Oracle:
+    """The persona's expected matches: the admin's, restricted to what the persona may read, with
+    every chain and `_has` evaluated over what the persona may read (rewritten into id lists)."""
+
+    def __init__(self, seen: Seen):
+        self.seen = seen
+
+    def admin(self, path: str, params: list[tuple[str, str]]) -> list[str]:
+        """The admin's match keys over all pages, in order (cached: shared by every persona)."""
+        cache_key = (path, tuple(params))
+        if cache_key not in self.seen.admin_cache:
+            caller = self.seen.callers[ADMIN]
+            reply = caller.get(path, [*params, ("_count", "1000")])
+            assert reply.status == 200, f"admin {path}?{params}: {reply.status} {reply.text[:300]}"
+            assert link(reply, "next") is None
+            self.seen.admin_cache[cache_key] = keys(reply, "match")
+        return self.seen.admin_cache[cache_key]
+
+    def expected(self, persona: str, resource_type: str, criteria: list[tuple[str, str]], sort=()) -> list[str]:
+        readable = self.seen.readable(persona)
+        rewritten = []
+        for name, value in criteria:
+            split = split_criterion(resource_type, name)
+            if split is None:
+                rewritten.append((name, value))
+                continue
+            kind, first, second, rest = split
+            inner_type = first if kind == "has" else second
+            inner = self.expected(persona, inner_type, [(rest, value)])
+            if not inner:
+                return []  # a criterion nothing the persona may see satisfies
+            ids = ",".join(k.split("/", 1)[1] for k in inner)
+            if kind == "has":
+                rewritten.append((f"_has:{first}:{second}:_id", ids))
+            else:
+                rewritten.append((first, ",".join(inner)))
+        return [k for k in self.admin(resource_type, rewritten + list(sort)) if k in readable]
+
+
+# --- checking one persona's answer to one query --------------------------------------------------------
+
+
+def fetch_all(caller: Caller, query: Query) -> list[Reply]:
+    """The first page and every page its `next` links lead to."""
+    pages = [caller.get(query.path, list(query.params))]
+    while pages[-1].status == 200 and (following := link(pages[-1], "next")) and len(pages) < 50:
+        pages.append(caller.follow(following))
+    return pages
+
+
+def check_entry(seen: Seen, persona: str, entry: dict, summary: str | None, what: str) -> str:
+    resource = entry["resource"]
+    key = key_of(resource)
+    assert key in seen.readable(persona), f"{what}: returned {key}, which {persona} may not read"
+    read = seen.read_body(persona, key)
+    if summary == "true":
+        # A summary is a subset of the read: every element it keeps has the read's value.
+        for element, value in resource.items():
+            if element != "meta":
+                assert read.get(element) == value, f"{what}: {key}.{element} differs from the read"
+    else:
+        assert resource == read, f"{what}: {key} differs from what a read returns"
+    return key
+
+
+def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None:
+    what = f"{persona} GET {query}"
+    caller = seen.callers[persona]
+    pages = fetch_all(caller, query)
+    for page in pages:
+        assert page.status != 500, f"{what}: 500 {page.text[:300]}"
+        found = leaked(seen, persona, page.text + cursors(page), str(query))
+        assert not found, f"{what}: leaked {found}"
+    first = pages[0]
+    refused = refusal(persona, query)
+    if refused is not None and first.status != 200:
+        assert_outcome(first, refused, what)
+        return
+    assert first.status == 200 and (refused is None or 200 in refused), f"{what}: {first.status} {first.text[:300]}"
+
+    summary = query.value("_summary")
+    matches: list[str] = []
+    for page in pages:
+        page_keys = set()
+        for entry in entries(page):
+            page_keys.add(check_entry(seen, persona, entry, summary, what))
+        matches += keys(page, "match")
+        # (a) an include must be linked to something returned with it: otherwise it tells of a
+        # reference held by a resource the persona did not get.
+        if not query.everything:
+            for included in keys(page, "include"):
+                assert any(seen.linked(included, other) for other in page_keys - {included}), (
+                    f"{what}: included {included} is linked to nothing on its page"
+                )
+    assert len(matches) == len(set(matches)), f"{what}: a match is returned twice: {matches}"
+    totals = {page.json.get("total") for page in pages} - {None}
+
+    if query.everything:
+        check_everything(seen, oracle, persona, query, pages, what)
+        return
+    sort = [("_sort", query.value("_sort"))] if query.value("_sort") else []
+    expected = oracle.expected(persona, query.resource_type, query.criteria, sort)
+    note(f"{persona}: expected {expected}")
+    if summary == "count":
+        assert not matches, f"{what}: _summary=count returned entries"
+    elif sort:
+        assert matches == expected, f"{what}: {matches} != expected {expected}"
+    else:
+        assert sorted(matches) == sorted(expected), f"{what}: {sorted(matches)} != expected {sorted(expected)}"
+    assert totals <= {len(expected)}, f"{what}: total {totals} but {len(expected)} readable matches"
+    if summary == "count" or query.value("_total") == "accurate":
+        assert totals == {len(expected)}, f"{what}: no total"
+
+
+def check_everything(seen: Seen, oracle: Oracle, persona: str, query: Query, pages: list[Reply], what: str):
+    """$everything: a part of the admin's record of the same patient(s), readable by the persona, and
+    every supporting resource referred to by some part of the record the persona may read."""
+    readable = seen.readable(persona)
+    params = [(n, v) for n, v in query.params if n == "_type"]
+    record_keys = set(oracle.admin(query.path, params))
+    admin_reply = seen.callers[ADMIN].get(query.path, [*params, ("_count", "1000")])
+    record_all = set(keys(admin_reply))
+    record_parts = set(keys(admin_reply, "match")) & readable
+    target = query.path.split("/")[1]
+    if target != "$everything" and f"Patient/{target}" in readable:
+        record_parts.add(f"Patient/{target}")
+    # The whole record (every type) for the justification, not only the `_type`s asked for.
+    whole = seen.callers[ADMIN].get(query.path, [("_count", "1000")])
+    record_parts |= set(keys(whole, "match")) & readable
+    for page in pages:
+        for key in keys(page):
+            assert key in record_all | record_keys, f"{what}: {key} is not in the admin's record"
+        for included in keys(page, "include"):
+            assert any(seen.linked(included, part) for part in record_parts), (
+                f"{what}: {included} is returned although it is referred to only by parts of the record "
+                f"{persona} may not read (it reveals that the record exists and refers to it)"
+            )
+
+
+# --- 1. the property --------------------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=not os.environ.get("LEAKS_EXPLORE"),
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=queries())
+def test_no_search_reveals_what_a_read_refuses(world, query):
+    note(str(query))
+    oracle = Oracle(world)
+    for persona in NAMES:
+        check_answer(world, oracle, persona, query)
