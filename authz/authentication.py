@@ -122,6 +122,14 @@ def _oauth_token(credential: str, rid: str) -> AccessContext:
     # Tokens this server issues always carry scopes; without SMART resource scopes they grant nothing.
     scopes = parse_scopes(token.scope) or ScopeSet()
     client_id = token.application.client_id if token.application else ""
+    # What every OAuth caller's context carries, whoever the token acts for.
+    common = {
+        "request_id": rid,
+        "scopes": scopes,
+        "method": "oauth",
+        "credential": f"oauth:{token.pk}",
+        "client_id": client_id,
+    }
     if token.user is not None:
         if not token.user.is_active:
             raise unauthorized("The user of this token is inactive")
@@ -132,25 +140,13 @@ def _oauth_token(credential: str, rid: str) -> AccessContext:
         return AccessContext(
             role=resolved.role,
             identity=resolved.reference or None,
-            request_id=rid,
-            scopes=scopes,
-            method="oauth",
-            credential=f"oauth:{token.pk}",
             user=token.user.get_username(),
-            client_id=client_id,
             issuer=IdentityLink.LOCAL,
             subject=str(token.user.pk),
+            **common,
         )
     service = ClientRole.objects.filter(application=token.application).first() if token.application else None
     if service is None:
         raise unauthorized("This OAuth client has no role configured")
     identity.require_alive(service.identity)
-    return AccessContext(
-        role=service.role,
-        identity=service.identity or None,
-        request_id=rid,
-        scopes=scopes,
-        method="oauth",
-        credential=f"oauth:{token.pk}",
-        client_id=client_id,
-    )
+    return AccessContext(role=service.role, identity=service.identity or None, **common)
