@@ -26,6 +26,13 @@ from .context import PUBLIC, SYSTEM, AccessContext
 from .errors import credentials_required
 from .validators.base import Validator
 
+
+def note_rule(ctx: AccessContext, name: str, filters=()) -> None:
+    from audit.services import note_rule as note
+
+    note(ctx, name, filters)
+
+
 log = logging.getLogger(__name__)
 
 OPERATIONS = (
@@ -198,6 +205,7 @@ def decide(
         return None
     rules = authorize(ctx, operation, resource_type)
     if rules[0].unconditional:
+        note_rule(ctx, rules[0].name, rules[0].property_filters)
         return rules[0]
     return _decided(ctx, rules, resource_type, Q(pk=pk), (), body)[1]
 
@@ -255,6 +263,7 @@ def _decided(ctx, rules, resource_type, where: Q, fields, body, holder: dict | N
             continue
         if rule.validator.checks_body and rule.validator.check(ctx, body()) is not True:
             continue
+        note_rule(ctx, rule.name, rule.property_filters)
         return row, rule
     return row, None
 
@@ -282,6 +291,7 @@ def narrowing(ctx: AccessContext, operation: str, types: Iterable[str] | None = 
         condition = rule.condition(ctx, wanted)
         if condition is None:
             continue  # a rule that cannot narrow (FhirPath without `search`) grants nothing to a search
+        note_rule(ctx, rule.name, rule.property_filters)
         if not condition:  # Q(): every row of the wanted types
             parts = [Q()]
             break
@@ -341,7 +351,10 @@ def checks_bodies(ctx: AccessContext, operation: str, types: Iterable[str] | Non
 def rule_at(ctx: AccessContext, position: int | None) -> CompiledRule | None:
     if position is None:
         return None
-    return next((rule for rule in _rules(ctx) if rule.position == position), None)
+    rule = next((rule for rule in _rules(ctx) if rule.position == position), None)
+    if rule is not None:
+        note_rule(ctx, rule.name, rule.property_filters)
+    return rule
 
 
 # --- what a rule lets through: property filters and blocked parameters ------------------------

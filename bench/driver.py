@@ -963,7 +963,6 @@ def run_explain(
     """EXPLAIN (ANALYZE, BUFFERS) of every S3 kind's SQL (first variant), by bench/explain.py, into
     bench/results/explain-{tag}.txt. `personas` ({"persona", "role", "identity"}): each kind runs as
     each of them, narrowed by the rule chain (S9); default as Admin."""
-    queries_file = WORK / f"{tag.lower()}_explain.json"
     if personas is None:
         items = [{"name": kind, "path": paths[0]} for kind, paths in queries]
     else:
@@ -972,6 +971,12 @@ def run_explain(
             for kind, paths in queries
             for p in personas
         ]
+    return explain_items(cfg, items, tag)
+
+
+def explain_items(cfg: Config, items: list[dict], tag: str) -> list[dict]:
+    """bench/explain.py over `items` (its input format), plans into bench/results/explain-{tag}.txt."""
+    queries_file = WORK / f"{tag.lower()}_explain.json"
     queries_file.write_text(json.dumps(items))
     out_path = RESULTS / f"explain-{tag}.txt"
     proc = subprocess.run(
@@ -1291,6 +1296,13 @@ def scenario_narrowed_search(server: Server, cfg: Config) -> dict:
     }
 
 
+def _in_process_ratio(inprocess: list[dict]) -> float | None:
+    p50 = {one.get("persona"): one.get("request_ms_p50") for one in inprocess}
+    if p50.get("Admin") and p50.get("Patient"):
+        return round(p50["Patient"] / p50["Admin"], 3)
+    return None
+
+
 def scenario_compartment_read(server: Server, cfg: Config) -> dict:
     """S10: reads of the Patient persona's compartment, as Admin and as that Patient (PatientCompartment):
     the cost of the per-read access decision."""
@@ -1331,6 +1343,26 @@ def scenario_compartment_read(server: Server, cfg: Config) -> dict:
             f"S10 {name}: {res['rate']} req/s, p50/p95/p99 {res['latency_ms']['p50']}/"
             f"{res['latency_ms']['p95']}/{res['latency_ms']['p99']} ms, status {res['status']}"
         )
+    # Where a read's time goes, without HTTP and gunicorn: one read of the compartment's first
+    # Observation (else its first resource) through Django's test client in bench/explain.py, as each
+    # persona: every SQL statement with its time and plan, the in-process p50 and the Python share.
+    target = next((f"{t}/{i}" for t, i in rows if t == "Observation"), f"{rows[0][0]}/{rows[0][1]}")
+    repeat = env_int("BENCH_S10_INPROCESS_READS", 50)
+    log(f"S10: in-process read of {target} as Admin and Patient ({repeat} times each), statements EXPLAINed")
+    inprocess = explain_items(
+        cfg,
+        [
+            {
+                "name": "read",
+                "persona": p["persona"],
+                "get": f"/fhir/{target}",
+                "auth": p["auth"],
+                "repeat": repeat,
+            }
+            for p in (admin, patient)
+        ],
+        tag="S10",
+    )
     a, pt = runs["Admin"], runs["Patient"]
     ratio = round(a["rate"] / pt["rate"], 3) if pt["rate"] else None
     p50_ratio = round(pt["latency_ms"]["p50"] / a["latency_ms"]["p50"], 3) if a["latency_ms"]["p50"] else None
@@ -1351,6 +1383,10 @@ def scenario_compartment_read(server: Server, cfg: Config) -> dict:
         "goal": {"admin_rate_over_patient_rate": S10_GOAL_COST_RATIO},
         "goal_met": met,
         "contended": any(r.get("contended") for r in runs.values()),
+        "in_process": inprocess,
+        # Patient p50 / Admin p50 of the in-process reads: the server's own cost ratio, without HTTP.
+        "in_process_ratio": _in_process_ratio(inprocess),
+        "explain_file": str((RESULTS / "explain-S10.txt").relative_to(ROOT)),
     }
 
 
@@ -1587,7 +1623,9 @@ def print_table(results: dict, cfg: Config, results_commit: str) -> None:
         app_cpu = cpu.get("app", cpu.get("client", 0))
         goal = res.get("goal")
         goal_txt = ""
-        if goal and "budgets_p50_ms" in goal:
+        if persona_txt is not None:  # S9/S10 rows: their goal is a ratio to the Admin row
+            goal_txt = persona_txt
+        elif goal and "budgets_p50_ms" in goal:
             missed = [s for s, v in res["steps"].items() if not v["met"]]
             goal_txt = "p50 budgets per step" + (
                 "  MET" if res["goal_met"] else f"  not met ({len(missed)} steps)"
@@ -1595,8 +1633,6 @@ def print_table(results: dict, cfg: Config, results_commit: str) -> None:
         elif goal:
             goal_txt = f">= {goal['rate']}" + (f", p99 <= {goal['p99_ms']} ms" if "p99_ms" in goal else "")
             goal_txt += "  MET" if res["goal_met"] else "  not met"
-        if persona_txt is not None:
-            goal_txt = persona_txt
         if res.get("contended"):
             goal_txt += f"  [other load: {res['other_cpu_s']} CPU-s]"
         ratio = res.get("ratio_to_ceiling")
@@ -1772,6 +1808,21 @@ def print_rule_chain_details(results: dict) -> None:
             f"{', '.join(f'{t} {n}' for t, n in sorted(s10['ids_by_type'].items()))}); Admin rate / Patient rate "
             f"{s10['cost_ratio']} (goal <= {S10_GOAL_COST_RATIO}), Patient p50 / Admin p50 {s10['p50_ratio']}; "
             f"non-200: Admin {s10['personas']['Admin']['non_200']}, Patient {pt.get('non_200')}."
+        )
+        for one in s10.get("in_process", []):
+            if one.get("error") and "statements" not in one:
+                print(f"  in-process {one.get('persona')}: {one['error']}")
+                continue
+            slowest = max(one["statements"], key=lambda st: st["ms"], default=None)
+            print(
+                f"  in-process GET {one['get']} as {one['persona']:<8}: status {one['status']}, p50 "
+                f"{one['request_ms_p50']:.2f} ms (min {one['request_ms_min']:.2f}), {one['statement_count']} SQL "
+                f"statements {one['sql_ms']:.2f} ms, Python ~{one['python_ms']:.2f} ms"
+                + (f"; slowest {slowest['ms']:.2f} ms: {slowest['sql'][:70]}" if slowest else "")
+            )
+        print(
+            f"  in-process Patient p50 / Admin p50 {s10.get('in_process_ratio')}; plans and statements: "
+            f"{s10.get('explain_file')}"
         )
 
 

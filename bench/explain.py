@@ -20,6 +20,13 @@ narrowed by the rules, `narrowing_in_sql` says whether the match statement carri
 itself (the compartment membership table appears in it): the narrowing is then part of the
 one SQL statement, not a filter applied to rows in Python.
 
+An item with "get" (a path such as `/fhir/Observation/123`) and "auth" (an Authorization header
+value) is instead one whole HTTP request through Django's test client in this process (middleware,
+authentication, the access decision, the audit row...): it runs `repeat` times unmeasured by SQL
+capture (in-process wall time, no network nor gunicorn: its p50 is the server's own cost), then once
+inside `CaptureQueriesContext`; every statement is listed with its captured time, and the SELECTs are
+EXPLAINed (S10: a read as Admin and as a Patient). `python_ms` = request time - SQL time.
+
 The summary names, per statement, the indexes the plan uses, the tables it reads sequentially and the
 execution time; a sequential scan of a table with more than SEQ_SCAN_ROWS rows counts as missing
 index use (a small table scanned whole is the planner's correct choice, not a miss).
@@ -104,6 +111,72 @@ def explain(sql: str) -> list[str]:
         return [row[0] for row in cur.fetchall()]
 
 
+def run_http(query: dict, rows: dict[str, int], out) -> dict:
+    """One HTTP GET in-process (see the module docstring): statements, their times and plans."""
+    import statistics
+    import time
+
+    from django.db import OperationalError, connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    headers = {"HTTP_AUTHORIZATION": query.get("auth", ""), "HTTP_ACCEPT": "application/fhir+json"}
+    times = []
+    for _ in range(int(query.get("repeat", 20))):
+        t0 = time.perf_counter()
+        client.get(query["get"], **headers)
+        times.append((time.perf_counter() - t0) * 1000)
+    with CaptureQueriesContext(connection) as captured:
+        t0 = time.perf_counter()
+        response = client.get(query["get"], **headers)
+        captured_ms = (time.perf_counter() - t0) * 1000
+    out.write(
+        f"{'=' * 100}\n{query['name']} as {query.get('persona', '?')}: GET {query['get']} -> {response.status_code}\n"
+    )
+    statements = []
+    for number, q in enumerate(captured.captured_queries, 1):
+        sql, ms = q["sql"], float(q.get("time") or 0) * 1000
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            try:
+                plan = explain(sql)
+            except OperationalError as exc:
+                plan = [f"EXPLAIN failed: {str(exc).strip()}"]
+        else:
+            plan = ["(not explained: not a SELECT)"]
+        out.write(f"\n-- statement {number} ({ms:.2f} ms as run)\n{sql}\n\n" + "\n".join(plan) + "\n")
+        text = "\n".join(plan)
+        exec_ms = _EXEC.search(text)
+        statements.append(
+            {
+                "sql": sql[:160],
+                "ms": round(ms, 3),
+                "execution_ms": float(exec_ms.group(1)) if exec_ms else None,
+                "indexes": sorted(set(_INDEX.findall(text))),
+                "seq_scans_large": [
+                    t for t in sorted(set(_SEQ.findall(text))) if rows.get(t, 0) > SEQ_SCAN_ROWS
+                ],
+            }
+        )
+    out.write("\n")
+    sql_ms = sum(st["ms"] for st in statements)
+    p50 = statistics.median(times) if times else captured_ms
+    return {
+        "name": query["name"],
+        "persona": query.get("persona"),
+        "get": query["get"],
+        "status": response.status_code,
+        "statement_count": len(statements),
+        "statements": statements,
+        "sql_ms": round(sql_ms, 3),
+        "request_ms_p50": round(p50, 3),
+        "request_ms_min": round(min(times), 3) if times else None,
+        "captured_request_ms": round(captured_ms, 3),
+        "python_ms": round(captured_ms - sql_ms, 3),
+        "error": None if response.status_code == 200 else f"status {response.status_code}",
+    }
+
+
 def main() -> None:
     queries = json.loads(Path(sys.argv[1]).read_text())
     out_path = Path(sys.argv[2])
@@ -119,6 +192,19 @@ def main() -> None:
     summary = []
     with open(out_path, "w") as out:
         for query in queries:
+            if "get" in query:
+                try:
+                    summary.append(run_http(query, rows, out))
+                except Exception as exc:  # reported, the others go on
+                    summary.append(
+                        {
+                            "name": query["name"],
+                            "persona": query.get("persona"),
+                            "get": query["get"],
+                            "error": f"{type(exc).__name__}: {str(exc).strip()[:500]}",
+                        }
+                    )
+                continue
             role, identity = query.get("role", "Admin"), query.get("identity")
             persona = query.get("persona", role)
             who = f" as {role}" + (f" {identity}" if identity else "") if "role" in query else ""

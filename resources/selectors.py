@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 
+from audit.services import note_results
 from authz import rules
 from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize
@@ -55,13 +56,16 @@ def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, opera
         if found is None or (rule is None and not found["deleted"]):
             raise _unknown(resource_type, fhir_id)
         if not found["deleted"]:
-            return Stored(
-                resource_type,
-                fhir_id,
-                found["version"],
-                _aware(found["last_updated"]),
-                rules.shape(rule, found["body"]),
-                pk=found["id"],
+            return _returned(
+                ctx,
+                Stored(
+                    resource_type,
+                    fhir_id,
+                    found["version"],
+                    _aware(found["last_updated"]),
+                    rules.shape(rule, found["body"]),
+                    pk=found["id"],
+                ),
             )
         row = tuple(found[f] for f in _READ_FIELDS)
     else:
@@ -78,7 +82,9 @@ def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, opera
         error.headers["ETag"] = f'W/"{version}"'
         raise error
     rule = _decide(ctx, operation, resource_type, fhir_id, pk, body)
-    return Stored(resource_type, fhir_id, version, _aware(last_updated), rules.shape(rule, body), pk=pk)
+    return _returned(
+        ctx, Stored(resource_type, fhir_id, version, _aware(last_updated), rules.shape(rule, body), pk=pk)
+    )
 
 
 def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, version: str) -> Stored:
@@ -103,7 +109,15 @@ def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, vers
     last_updated, body = row
     if body is None:
         raise gone(f"Version {version} of {resource_type}/{fhir_id} is a deletion")
-    return Stored(resource_type, fhir_id, int(version), _aware(last_updated), rules.shape(rule, body), pk=pk)
+    return _returned(
+        ctx,
+        Stored(resource_type, fhir_id, int(version), _aware(last_updated), rules.shape(rule, body), pk=pk),
+    )
+
+
+def _returned(ctx: AccessContext, stored: Stored) -> Stored:
+    note_results(ctx, [stored])
+    return stored
 
 
 def _unknown(resource_type: str, fhir_id: str):
@@ -233,6 +247,7 @@ def resource_history(
         )
         for _pk, rtype, rid, ver, updated, method, body in rows
     ]
+    note_results(ctx, [entry.stored for entry in entries])
     return HistoryPage(entries, next_cursor, total)
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from audit.services import note_results
 from authz import rules
 from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize
@@ -220,7 +221,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def resource_create(
     ctx: AccessContext,
     *,
@@ -244,13 +245,13 @@ def resource_create(
                 f"If-None-Exist criteria '{if_none_exist}' match more than one resource"
             )
         if matches:
-            return WriteResult(stored_from_row(matches[0]), 200)
+            return _written(ctx, WriteResult(stored_from_row(matches[0]), 200))
     stored = _insert(resource_type, fhir_id or new_id(), checked, "POST")
     may_result(ctx, "create", stored, checked)
-    return WriteResult(stored, 201)
+    return _written(ctx, WriteResult(stored, 201))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def resource_update(
     ctx: AccessContext,
     *,
@@ -289,17 +290,17 @@ def resource_update(
                 raise
         else:
             may_result(ctx, "update", stored, checked)
-            return WriteResult(stored, 201)
+            return _written(ctx, WriteResult(stored, 201))
     _may_change(ctx, "update", row)
     _check_version(expected, row)
     status = 201 if row.deleted else 200
     row.version += 1
     stored = _store(row, checked, method="PUT")
     may_result(ctx, "update", stored, checked)
-    return WriteResult(stored, status)
+    return _written(ctx, WriteResult(stored, status))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def resource_conditional_update(
     ctx: AccessContext, *, resource_type: str, criteria: str, body: object, if_match: str | None = None
 ) -> WriteResult:
@@ -325,7 +326,7 @@ def resource_conditional_update(
     return resource_create(ctx, resource_type=resource_type, body=body)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def resource_patch(
     ctx: AccessContext, *, resource_type: str, fhir_id: str, patch: object, if_match: str | None = None
 ) -> WriteResult:
@@ -348,10 +349,10 @@ def resource_patch(
     row.version += 1
     stored = _store(row, checked, method="PATCH")
     may_result(ctx, "patch", stored, checked)
-    return WriteResult(stored, 200)
+    return _written(ctx, WriteResult(stored, 200))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> WriteResult | None:
     """Delete; None when there was nothing to delete (deleting is idempotent, R4 http.html#delete)."""
     check_type(resource_type)
@@ -376,10 +377,10 @@ def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> 
         body=None,
     )
     clear_index([row])
-    return WriteResult(Stored(resource_type, fhir_id, row.version, now, "", deleted=True), 204)
+    return _written(ctx, WriteResult(Stored(resource_type, fhir_id, row.version, now, "", True, row.pk), 204))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def resource_conditional_delete(
     ctx: AccessContext, *, resource_type: str, criteria: str
 ) -> WriteResult | None:
@@ -398,6 +399,11 @@ def stored_from_row(row: Resource) -> Stored:
     return Stored(
         row.resource_type, row.fhir_id, row.version, row.last_updated, row.body, row.deleted, row.pk
     )
+
+
+def _written(ctx: AccessContext, result: WriteResult) -> WriteResult:
+    note_results(ctx, [result.stored])
+    return result
 
 
 # --- access: writes check the stored state and the proposed state, inside the transaction -------

@@ -149,7 +149,7 @@ def _entry_error(entry_index: int, exc: FhirError) -> FhirError:
 # --- transaction -----------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def _transaction(ctx: AccessContext, raw_entries: list) -> list[EntryResult]:
     entries = [_parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
     _refuse_duplicates(entries)

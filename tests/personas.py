@@ -361,6 +361,4 @@ def callers() -> dict[str, Caller]:
     """A Caller per persona, each with a freshly minted API token (the public has none)."""
     from conftest import bearer
 
-    return {
-        p.name: Caller(p, None if p.role == "Public" else bearer(p.role, p.identity)) for p in PERSONAS
-    }
+    return {p.name: Caller(p, None if p.role == "Public" else bearer(p.role, p.identity)) for p in PERSONAS}

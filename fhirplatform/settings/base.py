@@ -181,6 +181,8 @@ LOGIN_URL = "/admin/login/"
 # authz.models.TrustedIssuer (issuer, jwks_url or discovery_url, audience, claim names, ...).
 # More can be added in the console.
 FHIR_TRUSTED_ISSUERS = env.json("FHIR_TRUSTED_ISSUERS", default=[])
+# One audit row per FHIR API request (audit/). Off only to measure what auditing costs.
+FHIR_AUDIT = env.bool("FHIR_AUDIT", default=True)
 # `X-Explain: true` from an Admin caller answers with the rule chain's reasoning instead of the
 # request's result (authz/explain.py).
 FHIR_EXPLAIN = env.bool("FHIR_EXPLAIN", default=False)

@@ -6,15 +6,19 @@ https://hl7.org/fhir/R4/http.html#mime-type, #ops (Prefer), #versioning (ETag), 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 from collections.abc import Callable
 from email.utils import format_datetime, parsedate_to_datetime
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from audit.services import settle, undo_last
 from authz.authentication import authenticate
 from authz.context import AccessContext
 
@@ -38,26 +42,99 @@ def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool =
     @csrf_exempt
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        audited = not public and settings.FHIR_AUDIT
+        write = audited and request.method not in ("GET", "HEAD")
         try:
-            if not public:
-                ctx = context(request)  # a bad credential is refused before anything else is looked at
-                if request.headers.get("X-Explain", "").lower() == "true" and settings.FHIR_EXPLAIN:
-                    explained = _explain(request, ctx, kwargs)
-                    if explained is not None:
-                        return explained
-            check_accept(request)
-            response = view(request, *args, **kwargs)
+            # A write and its audit row commit together or not at all (the services' own atomic
+            # blocks join this one).
+            try:
+                with transaction.atomic() if write else contextlib.nullcontext():
+                    response = _answer(view, request, public, args, kwargs)
+                    if write and response.status_code < 400:
+                        _audit(request, kwargs, response.status_code)
+            except BaseException:
+                if write:
+                    undo_last()
+                raise
+            if write:
+                settle()
         except FhirError as exc:
             response = outcome_response(exc.status, exc.issues, exc.headers, request)
         except Exception:
             log.exception("Unhandled error in %s %s", request.method, request.path)
             response = outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
+        if audited and not (
+            write and response.status_code < 400 and not getattr(request, "_audit_failed", False)
+        ):
+            response = _audit_after(request, kwargs, response)
         ctx = getattr(request, "fhir_context", None)
         if ctx is not None:
             response["X-Request-Id"] = ctx.request_id
         return response
 
     return wrapper
+
+
+def _answer(view, request: HttpRequest, public: bool, args, kwargs) -> HttpResponse:
+    if not public:
+        ctx = context(request)  # a bad credential is refused before anything else is looked at
+        if request.headers.get("X-Explain", "").lower() == "true" and settings.FHIR_EXPLAIN:
+            explained = _explain(request, ctx, kwargs)
+            if explained is not None:
+                return explained
+    check_accept(request)
+    return view(request, *args, **kwargs)
+
+
+def _audit(request: HttpRequest, kwargs: dict, status: int, reason: str = "") -> None:
+    """The request's audit row; raises when it cannot be written (the request then fails)."""
+    from audit.services import record
+    from authz.explain import operation_of
+
+    ctx = getattr(request, "fhir_context", None) or AccessContext.public()
+    operation, resource_type, fhir_id = operation_of(request.method, request.path, kwargs)
+    if status < 400:
+        outcome = "success"
+    elif status in (401, 403, 404):
+        outcome = "denied" if status != 404 or ctx.role not in ("Admin", "System") else "failure"
+    else:
+        outcome = "failure"
+    try:
+        record(
+            ctx,
+            http_method=request.method,
+            path=request.path,
+            operation=operation,
+            resource_type=resource_type,
+            resource_id=fhir_id or "",
+            query=request.META.get("QUERY_STRING", ""),
+            outcome=outcome,
+            status=status,
+            reason=reason,
+            client_ip=request.META.get("REMOTE_ADDR") or None,
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except Exception:
+        request._audit_failed = True
+        log.exception("Could not write the audit row of %s %s", request.method, request.path)
+        raise
+
+
+def _audit_after(request: HttpRequest, kwargs: dict, response: HttpResponse) -> HttpResponse:
+    """Audit a read, a refusal or a failed write after the fact; if even that fails, so does the
+    request (nothing is served unaudited)."""
+    reason = ""
+    if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/fhir+json"):
+        try:
+            reason = json.loads(response.content)["issue"][0]["diagnostics"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            reason = ""
+    try:
+        _audit(request, kwargs, response.status_code, reason)
+    except Exception:
+        return outcome_response(500, [Issue("exception", "The request could not be audited")], {}, request)
+    settle()
+    return response
 
 
 def _explain(request: HttpRequest, ctx: AccessContext, kwargs: dict) -> HttpResponse | None:

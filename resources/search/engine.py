@@ -33,6 +33,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from audit.services import note_results
 from authz import rules
 from authz.context import AccessContext
 
@@ -446,6 +447,7 @@ def _execute(
                 )
             )
     matches = _shaped(ctx, fetched, attribution is not None)
+    note_results(ctx, [*matches, *included])
     if len(matches) < len(fetched):
         counted = None  # a rule's body check dropped rows: a count from SQL would include them
     return SearchPage(
@@ -461,8 +463,8 @@ def _execute(
 
 
 def _stored(row: tuple) -> Stored:
-    _pk, resource_type, fhir_id, version, last_updated, body = row[:6]
-    return Stored(resource_type, fhir_id, version, last_updated, body)
+    pk, resource_type, fhir_id, version, last_updated, body = row[:6]
+    return Stored(resource_type, fhir_id, version, last_updated, body, pk=pk)
 
 
 def _shaped(ctx: AccessContext, fetched: list[tuple], attributed: bool) -> list[Stored]:

@@ -1,0 +1,213 @@
+"""Writing the audit log: what the data layer noted during a request becomes one chained row.
+
+The data layer notes, on the request's AccessContext, which rules authorised it, which property
+filters applied and which resources it returned or wrote (`note_*`, cheap appends). The HTTP layer
+calls `record` once per request: inside the write's transaction for writes (a rolled-back write
+leaves no "success" row; the view layer then records a "failure" row), after the answer for reads.
+A failure to record fails the request: nothing is served or kept unaudited.
+
+Hash: sha256 over the previous hash of the chain and the row's fields in a fixed order (`HASHED`),
+as compact JSON; `entry_hash` is the one definition that writing and verifying share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from authz.context import AccessContext
+
+from .models import AuditEntry, AuditPatient
+
+GENESIS = "0" * 64
+HASHED = (
+    "time",
+    "request_id",
+    "chain",
+    "seq",
+    "role",
+    "identity",
+    "user",
+    "client_id",
+    "credential",
+    "auth_method",
+    "on_behalf_of",
+    "http_method",
+    "path",
+    "operation",
+    "resource_type",
+    "resource_id",
+    "version",
+    "query",
+    "results",
+    "rule",
+    "filters",
+    "outcome",
+    "status",
+    "reason",
+    "client_ip",
+    "user_agent",
+)
+# A search page can return thousands of resources; the row keeps the first ones and says so.
+MAX_RESULTS = 2000
+
+
+def entry_hash(prev_hash: str, fields: dict) -> str:
+    values = [prev_hash] + [_plain(fields.get(name)) for name in HASHED]
+    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def _plain(value: object) -> object:
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    return value
+
+
+# --- what the data layer notes -------------------------------------------------------------------
+
+_NOTES = ("audit",)
+
+
+@dataclass
+class Notes:
+    rules: list[str]
+    filters: list[str]
+    results: list[tuple[str, str, int | None, int | None]]  # type, id, version, row pk
+
+
+def notes(ctx: AccessContext) -> Notes:
+    return ctx.memo(_NOTES, lambda: Notes([], [], []))
+
+
+def note_rule(ctx: AccessContext, name: str, filters: Iterable = ()) -> None:
+    noted = notes(ctx)
+    if name not in noted.rules:
+        noted.rules.append(name)
+        noted.filters.extend(f"{name}:{f.path}:{f.action}" for f in filters)
+
+
+def note_results(ctx: AccessContext, stored: Iterable) -> None:
+    results = notes(ctx).results
+    for one in stored:
+        if len(results) >= MAX_RESULTS:
+            return
+        results.append((one.resource_type, one.fhir_id, one.version, getattr(one, "pk", None)))
+
+
+# --- the chain of this writer ---------------------------------------------------------------------
+
+
+class _Chain(threading.local):
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.seq = 0
+        self.hash = GENESIS
+        self.undo: tuple[int, str] | None = None
+
+
+_chain = _Chain()
+
+
+def undo_last() -> None:
+    """The transaction that held the last row rolled back: the chain continues from the row before."""
+    if _chain.undo is not None:
+        _chain.seq, _chain.hash = _chain.undo
+        _chain.undo = None
+
+
+def settle() -> None:
+    """The last row is durable (or part of a transaction that committed)."""
+    _chain.undo = None
+
+
+def record(
+    ctx: AccessContext,
+    *,
+    http_method: str,
+    path: str,
+    operation: str,
+    resource_type: str = "",
+    resource_id: str = "",
+    query: str = "",
+    outcome: str,
+    status: int,
+    reason: str = "",
+    client_ip: str | None = None,
+    user_agent: str = "",
+) -> None:
+    """Write the request's row (and its patient index rows) in one go."""
+    noted = notes(ctx)
+    results = noted.results
+    version = str(results[0][2]) if len(results) == 1 and results[0][2] is not None else ""
+    fields = {
+        "time": timezone.now(),
+        "request_id": ctx.request_id[:200],
+        "chain": _chain.id,
+        "seq": _chain.seq + 1,
+        "role": ctx.role,
+        "identity": ctx.identity or "",
+        "user": ctx.user,
+        "client_id": ctx.client_id,
+        "credential": ctx.credential[:300],
+        "auth_method": ctx.method,
+        "on_behalf_of": ctx.on_behalf_of,
+        "http_method": http_method[:10],
+        "path": path[:1000],
+        "operation": operation,
+        "resource_type": resource_type if resource_type != "*" else "",
+        "resource_id": (resource_id or "")[:64],
+        "version": version,
+        "query": query[:8000],
+        "results": " ".join(f"{t}/{i}@{v}" if v is not None else f"{t}/{i}" for t, i, v, _ in results),
+        "rule": ",".join(noted.rules)[:100],
+        "filters": ",".join(noted.filters),
+        "outcome": outcome,
+        "status": status,
+        "reason": reason[:2000],
+        "client_ip": client_ip,
+        "user_agent": user_agent[:500],
+    }
+    # PostgreSQL text cannot hold NUL; a request path may (it is refused, and audited, all the same).
+    fields = {k: v.replace("\x00", "\\0") if isinstance(v, str) else v for k, v in fields.items()}
+    digest = entry_hash(_chain.hash, fields)
+    with transaction.atomic(savepoint=False):
+        entry = AuditEntry.objects.create(prev_hash=_chain.hash, hash=digest, **fields)
+        pks = [pk for _t, _i, _v, pk in results if pk is not None]
+        if pks:
+            _index_patients(entry.pk, pks)
+    # A rolled-back write takes its row with it (undo_last), and the failure row written next
+    # takes the same place in the chain.
+    _chain.undo = (_chain.seq, _chain.hash)
+    _chain.seq, _chain.hash = fields["seq"], digest
+
+
+def _index_patients(entry_id: int, pks: list[int]) -> None:
+    """The patients whose compartments the returned resources are in (or who they are)."""
+    from resources.models import CompartmentMembership, Resource
+
+    marks = ", ".join(["%s"] * len(pks))
+    table = AuditPatient._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (entry_id, patient_id) "
+            f"SELECT %s, compartment_id FROM {CompartmentMembership._meta.db_table} "
+            f"WHERE compartment_type = 'Patient' AND resource_id IN ({marks}) "
+            f"UNION SELECT %s, fhir_id FROM {Resource._meta.db_table} "
+            f"WHERE resource_type = 'Patient' AND id IN ({marks})",
+            [entry_id, *pks, entry_id, *pks],
+        )
+
+
+def enabled() -> bool:
+    return settings.FHIR_AUDIT
