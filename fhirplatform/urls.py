@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from audit import api as audit_api
 from authz import api as authz_api
 from authz import views as authz_views
 from resources.api import routes
@@ -15,6 +16,9 @@ urlpatterns = [
         r"^fhir/(?P<resource_type>Patient|Practitioner|RelatedPerson|Device)/(?P<fhir_id>[^/]+)/\$api-token/?$",
         authz_api.mint_token,
     ),
+    # AuditEvent is served from the audit log, read-only (audit/api.py).
+    re_path(r"^fhir/AuditEvent(?:/_search)?/?$", audit_api.search),
+    re_path(r"^fhir/AuditEvent/(?P<fhir_id>[^/$][^/]*)/?$", audit_api.read),
     path("fhir/", include("resources.api.urls")),
     path("oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("admin/", admin.site.urls),
