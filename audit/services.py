@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.ipv6 import clean_ipv6_address
 
 from authz.context import AccessContext
 
@@ -178,6 +180,12 @@ def record(
         "client_ip": client_ip,
         "user_agent": user_agent[:500],
     }
+    if fields["client_ip"] and ":" in fields["client_ip"]:
+        # Stored in the canonical IPv6 form; hash what will be stored, or verification fails.
+        try:
+            fields["client_ip"] = clean_ipv6_address(fields["client_ip"])
+        except ValidationError:
+            fields["client_ip"] = None
     # PostgreSQL text cannot hold NUL; a request path may (it is refused, and audited, all the same).
     fields = {k: v.replace("\x00", "\\0") if isinstance(v, str) else v for k, v in fields.items()}
     digest = entry_hash(_chain.hash, fields)

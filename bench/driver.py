@@ -1817,7 +1817,7 @@ def print_rule_chain_details(results: dict) -> None:
             print(
                 f"  in-process GET {one['get']} as {one['persona']:<8}: status {one['status']}, p50 "
                 f"{one['request_ms_p50']:.2f} ms (min {one['request_ms_min']:.2f}), {one['statement_count']} SQL "
-                f"statements {one['sql_ms']:.2f} ms, Python ~{one['python_ms']:.2f} ms"
+                f"statements {one['sql_ms']:.2f} ms, rest (Python, COMMIT) ~{one['python_ms']:.2f} ms"
                 + (f"; slowest {slowest['ms']:.2f} ms: {slowest['sql'][:70]}" if slowest else "")
             )
         print(

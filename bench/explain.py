@@ -25,7 +25,8 @@ value) is instead one whole HTTP request through Django's test client in this pr
 authentication, the access decision, the audit row...): it runs `repeat` times unmeasured by SQL
 capture (in-process wall time, no network nor gunicorn: its p50 is the server's own cost), then once
 inside `CaptureQueriesContext`; every statement is listed with its captured time, and the SELECTs are
-EXPLAINed (S10: a read as Admin and as a Patient). `python_ms` = request time - SQL time.
+EXPLAINed (S10: a read as Admin and as a Patient). `python_ms` = request time - SQL time
+(Python, and the wait of COMMIT, which is not a cursor statement).
 
 The summary names, per statement, the indexes the plan uses, the tables it reads sequentially and the
 execution time; a sequential scan of a table with more than SEQ_SCAN_ROWS rows counts as missing
@@ -111,6 +112,9 @@ def explain(sql: str) -> list[str]:
         return [row[0] for row in cur.fetchall()]
 
 
+_TRANSACTION_SQL = {"BEGIN", "COMMIT", "ROLLBACK"}
+
+
 def run_http(query: dict, rows: dict[str, int], out) -> dict:
     """One HTTP GET in-process (see the module docstring): statements, their times and plans."""
     import statistics
@@ -127,16 +131,32 @@ def run_http(query: dict, rows: dict[str, int], out) -> dict:
         t0 = time.perf_counter()
         client.get(query["get"], **headers)
         times.append((time.perf_counter() - t0) * 1000)
-    with CaptureQueriesContext(connection) as captured:
+    # Django's capture rounds times to the millisecond: time each statement at the cursor as well.
+    # BEGIN/COMMIT/ROLLBACK are logged by the capture but not run through cursor.execute.
+    durations: list[float] = []
+
+    def timer(execute, sql, params, many, context):
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            durations.append((time.perf_counter() - t0) * 1000)
+
+    with CaptureQueriesContext(connection) as captured, connection.execute_wrapper(timer):
         t0 = time.perf_counter()
         response = client.get(query["get"], **headers)
         captured_ms = (time.perf_counter() - t0) * 1000
+    executed = [
+        i for i, q in enumerate(captured.captured_queries) if q["sql"].strip().upper() not in _TRANSACTION_SQL
+    ]
+    precise = dict(zip(executed, durations, strict=False)) if len(executed) == len(durations) else {}
     out.write(
         f"{'=' * 100}\n{query['name']} as {query.get('persona', '?')}: GET {query['get']} -> {response.status_code}\n"
     )
     statements = []
     for number, q in enumerate(captured.captured_queries, 1):
-        sql, ms = q["sql"], float(q.get("time") or 0) * 1000
+        sql = q["sql"]
+        ms = precise.get(number - 1, float(q.get("time") or 0) * 1000)
         if sql.lstrip().upper().startswith(("SELECT", "WITH")):
             try:
                 plan = explain(sql)
@@ -169,6 +189,7 @@ def run_http(query: dict, rows: dict[str, int], out) -> dict:
         "statement_count": len(statements),
         "statements": statements,
         "sql_ms": round(sql_ms, 3),
+        "statement_times": "cursor" if precise else "django (ms resolution)",
         "request_ms_p50": round(p50, 3),
         "request_ms_min": round(min(times), 3) if times else None,
         "captured_request_ms": round(captured_ms, 3),
