@@ -115,7 +115,11 @@ def patient_condition(patient_id: str) -> Q:
     """Rows that touched Patient/`patient_id`: its compartment (AuditPatient, which every returned or
     written resource feeds, searches included) or the Patient itself as the target of the request."""
     touched = AuditPatient.objects.filter(patient_id=patient_id).values("entry_id")
-    return Q(pk__in=touched) | Q(resource_type="Patient", resource_id=patient_id)
+    aimed = AuditEntry.objects.filter(resource_type="Patient", resource_id=patient_id).values("id")
+    # One IN over a UNION of two index lookups, not `IN (...) OR (...)`: PostgreSQL cannot drive an
+    # OR of a subquery and a column test from indexes, and scans the whole log for it (0.45 s on a
+    # million rows, against 17 ms for the union).
+    return Q(pk__in=touched.union(aimed))
 
 
 def select(
@@ -140,10 +144,16 @@ def select(
 
 def stream(rows: QuerySet, *, chunk_size: int = CHUNK_SIZE) -> Iterator[dict]:
     """Each row as a dict of every column plus `patients` (a sorted list of ids), fetched in chunks."""
-    for row in with_patients(rows).values(*COLUMNS, "patient_list").iterator(chunk_size=chunk_size):
-        joined = row.pop("patient_list")
-        row["patients"] = sorted(joined.split()) if joined else []
-        yield row
+    fetched = with_patients(rows).values(*COLUMNS, "patient_list").iterator(chunk_size=chunk_size)
+    try:
+        for row in fetched:
+            joined = row.pop("patient_list")
+            row["patients"] = sorted(joined.split()) if joined else []
+            yield row
+    finally:
+        # Close the cursor now, also when the writer stopped halfway, rather than whenever the
+        # garbage collector gets to it (possibly after the connection is gone).
+        fetched.close()
 
 
 # --- the formats -----------------------------------------------------------------------------------
@@ -213,4 +223,8 @@ WRITERS: dict[str, Callable[[Writable, Iterator[dict]], int]] = {
 
 def export(out: Writable, fmt: str, **selection) -> int:
     """Write the selected rows to `out` in `fmt`; the number of rows written."""
-    return WRITERS[fmt](out, stream(select(**selection)))
+    rows = stream(select(**selection))
+    try:
+        return WRITERS[fmt](out, rows)
+    finally:
+        rows.close()

@@ -172,11 +172,13 @@ def audit_event(row: Mapping) -> dict:
     """The AuditEvent of one audit row: every AuditEntry column by name, plus `patients` (ids)."""
     code, action = interaction(row["operation"], row["resource_type"], row["resource_id"])
     status = int(row["status"])
+    recorded = instant(row["time"])
+    host = _server_host()
     event: dict = {
         "resourceType": "AuditEvent",
         "id": str(row["id"]),
         # The log is append-only: every row has one version, forever.
-        "meta": {"versionId": "1", "lastUpdated": instant(row["time"])},
+        "meta": {"versionId": "1", "lastUpdated": recorded},
     }
     extensions = _extensions(row)
     if extensions:
@@ -189,16 +191,15 @@ def audit_event(row: Mapping) -> dict:
             "type": EVENT_TYPE,
             "subtype": subtype,
             "action": action,
-            "recorded": instant(row["time"]),
+            "recorded": recorded,
             "outcome": outcome_code(row["outcome"], status),
         }
     )
     description = _text(row["reason"]) or (None if status < 400 else f"HTTP {status}")
     if description:
         event["outcomeDesc"] = description
-    event["agent"] = _agents(row, code)
+    event["agent"] = _agents(row, code, host)
     source: dict = {"observer": {"display": SERVER_NAME}, "type": [OBSERVER_TYPE]}
-    host = _server_host()
     if host:
         source = {"site": host, **source}
     event["source"] = source
@@ -227,7 +228,7 @@ def _rules(rule: str) -> list[str]:
     return [name for name in (_text(part) for part in (rule or "").split(",")) if name]
 
 
-def _agents(row: Mapping, code: str) -> list[dict]:
+def _agents(row: Mapping, code: str, host: str | None) -> list[dict]:
     # BALP roles: the client is the Source of a create/update/query (the request flows from it),
     # the Destination of a read (the data flows to it), the Application of a delete; the server
     # takes the other side (Custodian for a delete).
@@ -289,7 +290,6 @@ def _agents(row: Mapping, code: str) -> list[dict]:
             }
         )
     server: dict = {"type": {"coding": [server_type]}, "who": {"display": SERVER_NAME}, "requestor": False}
-    host = _server_host()
     if host:
         server["network"] = {"address": host, "type": "1"}  # 1: machine name
     agents.append(server)

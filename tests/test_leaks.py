@@ -257,6 +257,10 @@ CRITERIA = {
         pick("gender", "male", "female", "male,female"),
         param("name", st.sampled_from(PERSON_NAMES)),
         param("name:exact", st.sampled_from(FAMILIES)),
+        pick("name:contains", "uenb", "wood", "ORTH"),
+        pick("gender:not", "male", "female"),
+        pick("general-practitioner:missing", "true", "false"),
+        pick("birthdate:missing", "false"),
         param("family", st.sampled_from(PERSON_NAMES)),
         prefixed("birthdate", BIRTH),
         date_range("birthdate", BIRTH),
@@ -287,6 +291,8 @@ CRITERIA = {
         param("subject:Patient", references("Patient", PATIENT_IDS).map(lambda v: v.replace("Patient/", ""))),
         param("performer", DOCTOR_REFS),
         pick("category", "vital-signs"),
+        pick("code:not", HEART_RATE),
+        pick("performer:missing", "true", "false"),
         param("subject:Patient.name", st.sampled_from(PERSON_NAMES)),
         param("patient.organization", ORG_REFS),
         param("patient.organization.name", st.sampled_from(ORG_NAMES)),
@@ -298,6 +304,7 @@ CRITERIA = {
     ],
     "Condition": [
         param("code", CONDITION_CODES),
+        pick("code:not", DIABETES),
         param("subject", PATIENT_REFS),
         param("patient", PATIENT_REFS),
         prefixed("recorded-date", DATES),
@@ -317,6 +324,7 @@ CRITERIA = {
     "Organization": [
         param("name", st.sampled_from(ORG_NAMES)),
         param("partof", ORG_REFS),
+        pick("partof:missing", "true", "false"),
         param("_id", st.lists(st.sampled_from(ORGS), min_size=1, max_size=2, unique=True).map(",".join)),
         param("partof.name", st.sampled_from(ORG_NAMES)),
         pick("_has:Patient:organization:gender", "male", "female"),
@@ -325,6 +333,7 @@ CRITERIA = {
     ],
     "Practitioner": [
         param("name", st.sampled_from(DOCTOR_NAMES)),
+        pick("name:contains", "er", "WELL"),
         pick("active", "true", "false"),
         param("_id", st.lists(st.sampled_from(DOCTORS), min_size=1, max_size=2, unique=True).map(",".join)),
         param("_has:PractitionerRole:practitioner:organization", ORG_REFS),
@@ -335,6 +344,9 @@ CRITERIA = {
         param("_has:Patient:general-practitioner:gender", st.sampled_from(["male", "female"])),
     ],
 }
+
+for _criteria in CRITERIA.values():  # every type has the common ones
+    _criteria.append(prefixed("_lastUpdated", ["2020-01-01", "2999"]))
 
 ITERATE = ["Patient:organization", "Patient:general-practitioner", "Patient:link", "Organization:partof",
            "PractitionerRole:organization", "*"]  # fmt: skip
@@ -376,7 +388,16 @@ class Query:
 
     @property
     def resource_type(self) -> str:
-        return self.path.split("/", 1)[0]
+        """The searched type: "Observation" of `Patient/pa1/Observation`, "*" for a system search."""
+        if self.everything:
+            return "Patient"
+        return self.path.rsplit("/", 1)[-1] if self.path else "*"
+
+    @property
+    def searched_types(self) -> list[str]:
+        if self.path:
+            return [self.resource_type]
+        return [t for t in (self.value("_type") or "").split(",") if t]
 
     @property
     def everything(self) -> bool:
@@ -394,10 +415,11 @@ class Query:
 
 
 @st.composite
-def searches(draw, resource_type: str) -> Query:
+def searches(draw, resource_type: str, path: str | None = None) -> Query:
     params: list[tuple[str, str]] = []
     # sampled_from, not one_of: every criterion of the type is about as likely as any other.
-    for criterion in draw(st.lists(st.sampled_from(CRITERIA[resource_type]), min_size=1, max_size=3)):
+    least = 0 if path else 1
+    for criterion in draw(st.lists(st.sampled_from(CRITERIA[resource_type]), min_size=least, max_size=3)):
         params += draw(criterion)
     for spec in draw(st.lists(st.sampled_from(INCLUDES[resource_type]), max_size=2, unique=True)):
         params.append(("_include", spec))
@@ -410,10 +432,33 @@ def searches(draw, resource_type: str) -> Query:
     if sort:
         params.append(("_sort", ",".join(draw(st.sampled_from(["", "-"])) + key for key in sort)))
     params += draw(st.sampled_from(PAGING))
-    return Query(resource_type, tuple(params))
+    return Query(path or resource_type, tuple(params))
 
 
-PAGING = [[], [("_count", "2")], [("_count", "3")], [("_count", "1"), ("_total", "accurate")],
+@st.composite
+def compartment_searches(draw) -> Query:
+    """`Patient/[id]/[type]?...` (search.html#compartments), the compartment being anyone's."""
+    member = draw(st.sampled_from(["Observation", "Condition", "Encounter"]))
+    owner = draw(st.sampled_from(PATIENT_IDS))
+    return draw(searches(member, f"Patient/{owner}/{member}"))
+
+
+@st.composite
+def system_searches(draw) -> Query:
+    """`[base]?_type=...` (search.html#all): common parameters only, over several types at once."""
+    types = draw(st.sampled_from(["Patient,Observation", "Observation,Condition", "Practitioner,Organization,Patient"]))
+    params = [("_type", types)]
+    every = [p.id for p in PATIENTS] + [f"obs-{p.id}-hr" for p in PATIENTS] + DOCTORS + ORGS + ["cond-pb1"]
+    if draw(st.booleans()):
+        params.append(("_id", ",".join(draw(st.lists(st.sampled_from(every), min_size=1, max_size=4, unique=True)))))
+    params += draw(prefixed("_lastUpdated", ["2020-01-01", "2999"]))
+    if draw(st.booleans()):
+        params.append(("_sort", draw(st.sampled_from(["_id", "-_id", "_lastUpdated"]))))
+    params += draw(st.sampled_from(PAGING))
+    return Query("", tuple(params))
+
+
+PAGING = [[], [("_count", "2")], [("_count", "3")], [("_count", "1"), ("_total", "accurate")], [("_count", "0")],
           [("_total", "accurate")], [("_summary", "count")], [("_summary", "true")]]  # fmt: skip
 
 
@@ -430,7 +475,8 @@ def everythings(draw) -> Query:
 
 
 def queries(kind: str) -> st.SearchStrategy[Query]:
-    return everythings() if kind == "$everything" else searches(kind)
+    special = {"$everything": everythings, "compartment": compartment_searches, "system": system_searches}
+    return special[kind]() if kind in special else searches(kind)
 
 
 # --- the oracle: what each persona should get ----------------------------------------------------------
@@ -480,7 +526,7 @@ def refusal(persona: str, query: Query) -> set[int] | None:
         return {403} if persona in ("researcher", "rp-pa1") else None
     if persona != "researcher":
         return None
-    if query.resource_type not in ("Patient", "Observation"):
+    if not set(query.searched_types) <= {"Patient", "Observation"}:
         return {403}
     ambiguous = False
     for name, value in query.params:
@@ -520,7 +566,7 @@ class Oracle:
         return self.seen.admin_cache[cache_key]
 
     def expected(
-        self, persona: str, resource_type: str, criteria: list[tuple[str, str]], sort=()
+        self, persona: str, resource_type: str, criteria: list[tuple[str, str]], sort=(), path: str | None = None
     ) -> list[str]:
         readable = self.seen.readable(persona)
         rewritten = []
@@ -539,7 +585,7 @@ class Oracle:
                 rewritten.append((f"_has:{first}:{second}:_id", ids))
             else:
                 rewritten.append((first, ",".join(inner)))
-        return [k for k in self.admin(resource_type, rewritten + list(sort)) if k in readable]
+        return [k for k in self.admin(resource_type if path is None else path, rewritten + list(sort)) if k in readable]
 
 
 # --- known leaks --------------------------------------------------------------------------------------
@@ -630,10 +676,10 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
         check_everything(seen, oracle, persona, query, pages, what)
         return
     sort = [("_sort", query.value("_sort"))] if query.value("_sort") else []
-    expected = oracle.expected(persona, query.resource_type, query.criteria, sort)
+    expected = oracle.expected(persona, query.resource_type, query.criteria, sort, path=query.path)
     note(f"{persona}: expected {expected}")
     event(f"{persona}: {'some' if expected else 'no'} matches")
-    if summary == "count":
+    if summary == "count" or query.value("_count") == "0":
         assert not matches, f"{what}: _summary=count returned entries"
     elif sort:
         assert matches == expected, f"{what}: {matches} != expected {expected}"
@@ -642,7 +688,7 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
             f"{what}: {sorted(matches)} != expected {sorted(expected)}"
         )
     assert totals <= {len(expected)}, f"{what}: total {totals} but {len(expected)} readable matches"
-    if summary == "count" or query.value("_total") == "accurate":
+    if summary == "count" or query.value("_total") == "accurate" or query.value("_count") == "0":
         assert totals == {len(expected)}, f"{what}: no total"
 
 
@@ -684,10 +730,10 @@ def check_everything(seen: Seen, oracle: Oracle, persona: str, query: Query, pag
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
-@pytest.mark.parametrize("kind", [*CRITERIA, "$everything"])
+@pytest.mark.parametrize("kind", [*CRITERIA, "compartment", "system", "$everything"])
 def test_no_search_reveals_what_a_read_refuses(world, kind, data):
-    # One hypothesis run per searched type (and one for $everything), so that every type gets its
-    # share of the examples: 7 x 10 by default.
+    # One hypothesis run per searched type, compartment and system search and $everything, so that
+    # each gets its share of the examples: 9 x 10 by default.
     query = data.draw(queries(kind), label="query")
     oracle = Oracle(world)
     for persona in NAMES:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from audit import export
 from audit.models import AuditEntry
 from authz import rules, ruleset
 from conftest import Fhir, bearer
@@ -333,3 +334,25 @@ def test_compliance_role_with_an_allowed_rule_can_search_and_read(fhir, traffic)
     assert "property filters" in researcher.json_body["issue"][0]["diagnostics"]
     # Compliance may not do anything else.
     assert fhir.get("Patient/p1", headers=compliance).status_code == 403
+
+
+def test_console_is_read_only_and_finds_who_accessed_a_patient(admin_client, fhir, traffic):
+    changelist = admin_client.get("/admin/audit/auditentry/")
+    assert changelist.status_code == 200
+    assert admin_client.get("/admin/audit/auditentry/add/").status_code == 403
+    row = AuditEntry.objects.filter(operation="search").first()
+    page = admin_client.get(f"/admin/audit/auditentry/{row.pk}/change/")
+    assert page.status_code == 200
+    assert b"AuditEvent" in page.content and b"Patient/p1" in page.content
+    assert b'name="_save"' not in page.content  # nothing to save
+    assert admin_client.post(f"/admin/audit/auditentry/{row.pk}/delete/").status_code == 403
+    for url in ("/admin/audit/auditentry/?patient=p1", "/admin/audit/auditentry/?q=Patient/p1"):
+        listed = admin_client.get(url)
+        assert listed.status_code == 200
+        shown = {entry.pk for entry in listed.context["cl"].result_list}
+        assert row.pk in shown
+        assert shown == set(
+            AuditEntry.objects.filter(export.patient_condition("p1")).values_list("pk", flat=True)
+        )
+    filtered = admin_client.get("/admin/audit/auditentry/?outcome__exact=failure&operation__exact=read")
+    assert [entry.resource_id for entry in filtered.context["cl"].result_list] == ["missing"]

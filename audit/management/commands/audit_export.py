@@ -14,6 +14,7 @@ the rate go to standard error at the end.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -94,7 +95,15 @@ class Command(BaseCommand):
         output = options["output"]
         started = time.perf_counter()
         if output is None:
-            count = export.export(_Out(self.stdout), fmt, **selection)
+            try:
+                count = export.export(_Out(self.stdout), fmt, **selection)
+            except BrokenPipeError as exc:
+                # The reader went away (`| head`): stop quietly, and keep Python from complaining
+                # again when it flushes standard output at exit.
+                _silence_stdout()
+                raise CommandError(
+                    "Standard output was closed before the export finished", returncode=1
+                ) from exc
         else:
             count = self._to_file(Path(output), fmt, selection)
         elapsed = time.perf_counter() - started
@@ -124,6 +133,14 @@ class Command(BaseCommand):
                 raise CommandError(f"Export to {path} failed: {exc}", returncode=1) from exc
             raise
         return count
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (tests): nothing will flush into a closed pipe
 
 
 def _checked(value: str | None, option: str, parse):
