@@ -189,32 +189,61 @@ def record(
     # PostgreSQL text cannot hold NUL; a request path may (it is refused, and audited, all the same).
     fields = {k: v.replace("\x00", "\\0") if isinstance(v, str) else v for k, v in fields.items()}
     digest = entry_hash(_chain.hash, fields)
-    with transaction.atomic(savepoint=False):
-        entry = AuditEntry.objects.create(prev_hash=_chain.hash, hash=digest, **fields)
-        pks = [pk for _t, _i, _v, pk in results if pk is not None]
-        if pks:
-            _index_patients(entry.pk, pks)
+    pks = [pk for _t, _i, _v, pk in results if pk is not None]
+    _insert({**fields, "prev_hash": _chain.hash, "hash": digest}, pks)
     # A rolled-back write takes its row with it (undo_last), and the failure row written next
     # takes the same place in the chain.
     _chain.undo = (_chain.seq, _chain.hash)
     _chain.seq, _chain.hash = fields["seq"], digest
 
 
-def _index_patients(entry_id: int, pks: list[int]) -> None:
-    """The patients whose compartments the returned resources are in (or who they are)."""
+_COLUMNS = (*HASHED, "prev_hash", "hash")
+
+
+def _insert(row: dict, pks: list[int]) -> None:
+    """The entry and its patient index rows. Reads are audited in autocommit mode, so this is one
+    statement on PostgreSQL (a data-modifying CTE) rather than a transaction of three round trips."""
     from resources.models import CompartmentMembership, Resource
 
+    ops = connection.ops
+    values = [
+        ops.adapt_datetimefield_value(row[c])
+        if c == "time"
+        else ops.adapt_ipaddressfield_value(row[c])
+        if c == "client_ip"
+        else row[c]
+        for c in _COLUMNS
+    ]
+    entry_table, patient_table = AuditEntry._meta.db_table, AuditPatient._meta.db_table
+    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
+    insert = (
+        f"INSERT INTO {entry_table} ({columns}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) RETURNING id"
+    )
+    if not pks:
+        with connection.cursor() as cursor:
+            cursor.execute(insert, values)
+        return
     marks = ", ".join(["%s"] * len(pks))
-    table = AuditPatient._meta.db_table
+    patients = (
+        f"SELECT compartment_id AS pid FROM {CompartmentMembership._meta.db_table} "
+        f"WHERE compartment_type = 'Patient' AND resource_id IN ({marks}) "
+        f"UNION SELECT fhir_id FROM {Resource._meta.db_table} WHERE resource_type = 'Patient' AND id IN ({marks})"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (entry_id, patient_id) "
-            f"SELECT %s, compartment_id FROM {CompartmentMembership._meta.db_table} "
-            f"WHERE compartment_type = 'Patient' AND resource_id IN ({marks}) "
-            f"UNION SELECT %s, fhir_id FROM {Resource._meta.db_table} "
-            f"WHERE resource_type = 'Patient' AND id IN ({marks})",
-            [entry_id, *pks, entry_id, *pks],
-        )
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH e AS ({insert}) INSERT INTO {patient_table} (entry_id, patient_id) "
+                f"SELECT e.id, p.pid FROM e, ({patients}) p",
+                [*values, *pks, *pks],
+            )
+            return
+        with transaction.atomic(savepoint=False):
+            cursor.execute(insert, values)
+            entry_id = cursor.fetchone()[0]
+            cursor.execute(
+                f"INSERT INTO {patient_table} (entry_id, patient_id) SELECT %s, pid FROM ({patients})",
+                [entry_id, *pks, *pks],
+            )
 
 
 def enabled() -> bool:

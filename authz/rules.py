@@ -87,6 +87,12 @@ class CompiledRule:
         """Allows every resource it covers (Allowed, no body check): no SQL needed to decide."""
         return self.validator.name == "Allowed" and not self.validator.checks_body
 
+    def row_condition(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        """`condition` for one identified row of `resource_type` (see Validator.row_condition)."""
+        if self.resources is not None and resource_type not in self.resources:
+            return NOTHING_Q
+        return self.validator.row_condition(ctx, resource_type)
+
     def condition(self, ctx: AccessContext, types: Iterable[str] | None) -> Q | None:
         """The rows of `types` (None: any type) this rule lets `ctx` see; None when it cannot narrow."""
         wanted = None if types is None else set(types)
@@ -102,6 +108,9 @@ class CompiledRule:
         if self.resources is not None and (wanted is None or not wanted <= self.resources):
             narrowing = Q(resource_type__in=sorted(self.resources)) & narrowing
         return narrowing
+
+
+NOTHING_Q = Q(pk__in=[])
 
 
 def _one(resources: frozenset[str]) -> str:
@@ -245,7 +254,7 @@ def _decided(ctx, rules, resource_type, where: Q, fields, body, holder: dict | N
     rule whose condition holds and whose body check (if any) passes."""
     from resources.models import Resource
 
-    conditions = {rule.position: rule.condition(ctx, [resource_type]) for rule in rules}
+    conditions = {rule.position: rule.row_condition(ctx, resource_type) for rule in rules}
     annotations = {
         f"r{rule.position}": ExpressionWrapper(
             conditions[rule.position] or Q(pk__isnull=False), output_field=BooleanField()

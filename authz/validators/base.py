@@ -40,6 +40,12 @@ class Validator:
     def check(self, ctx: AccessContext, resource: dict) -> bool | None:
         return None
 
+    def row_condition(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        """The same decision as `narrowing`, phrased for one already-identified row (single reads and
+        write checks): validators whose narrowing builds a whole set may answer with a correlated
+        EXISTS that probes just that row."""
+        return self.narrowing(ctx, resource_type)
+
     def can_narrow(self) -> bool:
         """Whether `narrowing` gives a Q (whoever asks); rules granting searches need one."""
         return True

@@ -35,6 +35,12 @@ class PatientCompartment(Validator):
             return NOTHING
         return lookups.pk_in(lookups.patient_compartment(patients, resource_type))
 
+    def row_condition(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        patients = lookups.caller_patients(ctx)
+        if isinstance(patients, list) and not patients:
+            return NOTHING
+        return lookups.in_compartment("Patient", patients, resource_type)
+
 
 class _OwnCompartment(Validator):
     """The compartment whose focus is the caller itself."""
@@ -45,6 +51,11 @@ class _OwnCompartment(Validator):
         if ctx.identity_type != self.compartment or not ctx.identity_id:
             return NOTHING
         return lookups.pk_in(lookups.compartment_pieces(self.compartment, [ctx.identity_id], resource_type))
+
+    def row_condition(self, ctx: AccessContext, resource_type: str) -> Q | None:
+        if ctx.identity_type != self.compartment or not ctx.identity_id:
+            return NOTHING
+        return lookups.in_compartment(self.compartment, [ctx.identity_id], resource_type)
 
 
 class PractitionerCompartment(_OwnCompartment):

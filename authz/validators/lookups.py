@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from resources.models import CompartmentMembership, ReferenceIndex, Resource, TokenIndex
 from resources.search.compartment import member_types
@@ -87,6 +87,18 @@ def compartment_pieces(
             focus = resources().filter(resource_type=compartment_type, fhir_id__in=ids).values("pk")
         pieces.append(focus)
     return pieces
+
+
+def in_compartment(compartment_type: str, ids: Ids, resource_type: str) -> Q:
+    """One row is in a compartment of `ids` (or is one of their focus resources), as a correlated
+    EXISTS probing that row's membership: cheap for one row, where the set form builds everything."""
+    members = CompartmentMembership.objects.filter(
+        resource_id=OuterRef("pk"), compartment_type=compartment_type, compartment_id__in=ids
+    )
+    condition = Q(Exists(members))
+    if wants(resource_type, compartment_type):
+        condition |= Q(resource_type=compartment_type, fhir_id__in=ids)
+    return condition
 
 
 def patient_compartment(ids: Ids, resource_type: str, *, focus: QuerySet | None = None) -> list[QuerySet]:
