@@ -32,6 +32,7 @@ page.
 
 from __future__ import annotations
 
+from email.utils import format_datetime
 from types import SimpleNamespace
 
 from django.db.models import Q, QuerySet
@@ -53,6 +54,7 @@ from resources.search.types.date import prefixed_date
 from . import export
 from .fhir import INTERACTION_SYSTEM, OPERATION_SYSTEM, audit_event
 from .models import AuditEntry
+from .services import note_results
 
 RESOURCE_TYPE = "AuditEvent"
 OUTCOME_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-outcome"
@@ -114,18 +116,13 @@ def _authorize(ctx: AccessContext, operation: str) -> None:
 def _noted(ctx: AccessContext, ids: list[int]) -> None:
     """The audit row of this request lists the AuditEvents it returned. No row pk: they are not
     Resource rows, and reading the log about a patient is not reading the patient's record."""
-    from audit.services import note_results
-
     note_results(ctx, (SimpleNamespace(resource_type=RESOURCE_TYPE, fhir_id=str(i), version=1) for i in ids))
 
 
 def _rows(rows: QuerySet) -> list[dict]:
-    out = []
-    for row in export.with_patients(rows).values(*export.COLUMNS, "patient_list"):
-        joined = row.pop("patient_list")
-        row["patients"] = sorted(joined.split()) if joined else []
-        out.append(row)
-    return out
+    return [
+        export.unpacked(row) for row in export.with_patients(rows).values(*export.COLUMNS, "patient_list")
+    ]
 
 
 # --- read -------------------------------------------------------------------------------------------
@@ -156,8 +153,6 @@ def _read(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpRespons
 
 
 def _http_date(row: dict) -> str:
-    from email.utils import format_datetime
-
     return format_datetime(row["time"], usegmt=True)
 
 

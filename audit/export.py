@@ -142,14 +142,19 @@ def select(
     return rows.order_by("time", "id")
 
 
+def unpacked(row: dict) -> dict:
+    """A row of `with_patients(...).values(*COLUMNS, "patient_list")` with `patients`, a sorted list."""
+    joined = row.pop("patient_list")
+    row["patients"] = sorted(joined.split()) if joined else []
+    return row
+
+
 def stream(rows: QuerySet, *, chunk_size: int = CHUNK_SIZE) -> Iterator[dict]:
     """Each row as a dict of every column plus `patients` (a sorted list of ids), fetched in chunks."""
     fetched = with_patients(rows).values(*COLUMNS, "patient_list").iterator(chunk_size=chunk_size)
     try:
         for row in fetched:
-            joined = row.pop("patient_list")
-            row["patients"] = sorted(joined.split()) if joined else []
-            yield row
+            yield unpacked(row)
     finally:
         # Close the cursor now, also when the writer stopped halfway, rather than whenever the
         # garbage collector gets to it (possibly after the connection is gone).

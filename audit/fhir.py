@@ -314,7 +314,7 @@ def _entities(row: Mapping, code: str) -> list[dict]:
         raw = row["query"] or ""
         # BALP: the cleaned, readable request in `description`; the raw query in `query` (base64,
         # which R4 requires non-empty: a search without parameters has only the description).
-        query["description"] = f"{row['http_method']} {row['path']}" + (f"?{raw}" if raw else "")
+        query["description"] = _text(f"{row['http_method']} {row['path']}" + (f"?{raw}" if raw else ""))
         if raw:
             query["query"] = base64.b64encode(raw.encode("utf-8")).decode("ascii")
         entities.append(query)

@@ -2,8 +2,8 @@
 
 Two provider organisations (org-a with a department org-a1 below it through partOf, and org-b),
 their staff, five patients with clinical data, a relative, a cross-organisation care team, and a
-researcher who may see Patients and Observations only with identifying fields redacted. The access
-rules (RULES_YAML) are the brief's, loaded with `ruleset.replace_rules`.
+researcher who may see Patients and Observations only with identifying fields redacted, under the
+access rules in RULES_YAML (loaded with `ruleset.replace_rules`).
 
 Every resource carries one *marker*: a word that occurs in that resource and nowhere else (a name,
 or a note text). A response that contains the marker of a resource the caller may not read has
@@ -38,9 +38,10 @@ BODY_WEIGHT = "29463-7"
 DIABETES = "44054006"
 HYPERTENSION = "38341003"
 
-# The brief's rules. One adaptation: `clinician-careteam` carries the same identity filter as
-# `clinician`, otherwise a deactivated Practitioner would keep reading its care teams' patients and
-# "dr-inactive gets 403" could not hold for reads and searches.
+# A typical rule set: patients see their compartment, relatives the patient's, clinicians what their
+# organisations (and departments below them) manage plus their care teams' patients, a researcher
+# de-identified Patients and Observations. `clinician-careteam` carries the same identity filter as
+# `clinician`: without it a deactivated Practitioner would keep reading its care teams' patients.
 RULES_YAML = """
 rules:
   - {name: admin-all, role: Admin, resource: "*", operation: "*", validator: Allowed}

@@ -8,7 +8,8 @@ what it may see. The tests prove, over HTTP, that
 1. (property-based, hypothesis) for random searches over Patient, Observation, Condition, Encounter,
    Organization and Practitioner (parameters with prefixes and modifiers, several ids, chains,
    `_has`, `_include`/`_revinclude` with `*` and `:iterate`, `_sort`, `_count` with paging,
-   `_total=accurate`, `_summary=count|true`) and random `$everything` calls, for every persona:
+   `_count=0`, `_total=accurate`, `_summary=count|true`), compartment searches of anyone's
+   compartment, system searches over several `_type`s, and `$everything` calls, for every persona:
    (a) every entry, match or include, on every page, is readable by that persona and has the body
        its read returns; every included resource is linked by a reference to an entry it came with
        (or, for `$everything`, to a part of the record the persona may read);
@@ -25,10 +26,16 @@ what it may see. The tests prove, over HTTP, that
 Design, for pytest-django: the world is built once per module inside a transaction opened by a
 module-scoped fixture (`django_db_blocker.unblock()`), and rolled back at the end of the module.
 Each test then runs in its own savepoint (the `django_db` mark), so the write tests leave nothing
-behind. The hypothesis test draws whole queries (`@given(queries())`) and runs each one for all
-personas within that test's single savepoint; searches do not write, so examples do not interfere
-(hence the suppressed function_scoped_fixture health check). Runs are derandomised (the same
-examples every run, as a CI test should be); LEAKS_EXPLORE=1 draws new ones, LEAKS_EXAMPLES=500 more.
+behind. The hypothesis test is parametrised by kind of query (each type, compartment, system,
+$everything) so each kind gets its share of examples; it draws a whole query per example
+(`st.data()`) and runs it for every persona, all examples within that test's one savepoint: searches
+do not write, so examples do not interfere (hence the suppressed function_scoped_fixture health
+check). Runs are derandomised (the same 9 x 10 examples every run, as a CI test should be);
+LEAKS_EXPLORE=1 draws new ones, LEAKS_EXAMPLES=60 draws more per kind.
+
+Leaks these tests found were fixed and stay as regression tests: a researcher bracketing a birth
+date with two `birthdate` bounds, and `$everything` on an unreadable patient returning the supporting
+resources its record refers to.
 """
 
 from __future__ import annotations
@@ -96,7 +103,7 @@ class Seen:
 
     @cached_property
     def references(self) -> dict[str, set[str]]:
-        """ "Type/id" -> the keys its stored body refers to (from the admin's unredacted reads)."""
+        """The keys ("Type/id") each resource's stored body refers to (from the admin's reads)."""
         out = {}
         for key, reply in self.reads[ADMIN].items():
             out[key] = set(re.findall(r'"reference":\s*"([A-Za-z]+/[A-Za-z0-9.-]+)"', reply.text))
@@ -446,11 +453,15 @@ def compartment_searches(draw) -> Query:
 @st.composite
 def system_searches(draw) -> Query:
     """`[base]?_type=...` (search.html#all): common parameters only, over several types at once."""
-    types = draw(st.sampled_from(["Patient,Observation", "Observation,Condition", "Practitioner,Organization,Patient"]))
+    types = draw(
+        st.sampled_from(["Patient,Observation", "Observation,Condition", "Practitioner,Organization,Patient"])
+    )
     params = [("_type", types)]
     every = [p.id for p in PATIENTS] + [f"obs-{p.id}-hr" for p in PATIENTS] + DOCTORS + ORGS + ["cond-pb1"]
     if draw(st.booleans()):
-        params.append(("_id", ",".join(draw(st.lists(st.sampled_from(every), min_size=1, max_size=4, unique=True)))))
+        params.append(
+            ("_id", ",".join(draw(st.lists(st.sampled_from(every), min_size=1, max_size=4, unique=True))))
+        )
     params += draw(prefixed("_lastUpdated", ["2020-01-01", "2999"]))
     if draw(st.booleans()):
         params.append(("_sort", draw(st.sampled_from(["_id", "-_id", "_lastUpdated"]))))
@@ -467,7 +478,9 @@ def everythings(draw) -> Query:
     target = draw(st.sampled_from([*PATIENT_IDS, None]))
     path = "Patient/$everything" if target is None else f"Patient/{target}/$everything"
     params: list[tuple[str, str]] = []
-    types = draw(st.sampled_from([None, "Observation", "Practitioner,Organization", "Patient,Condition,Practitioner"]))
+    types = draw(
+        st.sampled_from([None, "Observation", "Practitioner,Organization", "Patient,Condition,Practitioner"])
+    )
     if types:
         params.append(("_type", types))
     params += draw(st.sampled_from([[], [("_count", "3")], [("_summary", "count")]]))
@@ -554,19 +567,27 @@ class Oracle:
     def __init__(self, seen: Seen):
         self.seen = seen
 
-    def admin(self, path: str, params: list[tuple[str, str]]) -> list[str]:
-        """The admin's match keys over all pages, in order (cached: shared by every persona)."""
+    def admin_reply(self, path: str, params: list[tuple[str, str]]) -> Reply:
+        """The admin's whole answer (one page; cached: shared by every persona)."""
         cache_key = (path, tuple(params))
         if cache_key not in self.seen.admin_cache:
-            caller = self.seen.callers[ADMIN]
-            reply = caller.get(path, [*params, ("_count", "1000")])
+            reply = self.seen.callers[ADMIN].get(path, [*params, ("_count", "1000")])
             assert reply.status == 200, f"admin {path}?{params}: {reply.status} {reply.text[:300]}"
             assert link(reply, "next") is None
-            self.seen.admin_cache[cache_key] = keys(reply, "match")
+            self.seen.admin_cache[cache_key] = reply
         return self.seen.admin_cache[cache_key]
 
+    def admin(self, path: str, params: list[tuple[str, str]]) -> list[str]:
+        """The admin's match keys, in order."""
+        return keys(self.admin_reply(path, params), "match")
+
     def expected(
-        self, persona: str, resource_type: str, criteria: list[tuple[str, str]], sort=(), path: str | None = None
+        self,
+        persona: str,
+        resource_type: str,
+        criteria: list[tuple[str, str]],
+        sort=(),
+        path: str | None = None,
     ) -> list[str]:
         readable = self.seen.readable(persona)
         rewritten = []
@@ -585,28 +606,11 @@ class Oracle:
                 rewritten.append((f"_has:{first}:{second}:_id", ids))
             else:
                 rewritten.append((first, ",".join(inner)))
-        return [k for k in self.admin(resource_type if path is None else path, rewritten + list(sort)) if k in readable]
-
-
-# --- known leaks --------------------------------------------------------------------------------------
-# Each has a strict-xfail regression test below that pins it. The property skips exactly these cases so
-# that it keeps guarding everything else; when a fix lands, the regression test XPASSes (and fails, being
-# strict): remove its xfail mark and the exemption here together.
-
-
-def known_range_leak(persona: str, query: Query) -> bool:
-    """LEAK 1 (test_researcher_cannot_bracket_a_birth_date): two bounds of `birthdate` are merged into
-    one range before the blocked-parameter guard runs, so the researcher can search by exact birth date."""
-    if persona != "researcher" or query.resource_type != "Patient" or query.everything:
-        return False
-    plain = [v for n, v in query.params if n == "birthdate" and "," not in v]
-    return len(plain) > 1
-
-
-# LEAK 2 (test_everything_on_an_unreadable_patient_reveals_nothing): $everything returns the supporting
-# resources (Practitioner, Organization...) the record refers to even when the parts of the record that
-# refer to them are not readable, which tells that the patient exists and who treated it.
-EVERYTHING_SUPPORTING_LEAK = True
+        return [
+            k
+            for k in self.admin(resource_type if path is None else path, rewritten + list(sort))
+            if k in readable
+        ]
 
 
 # --- checking one persona's answer to one query --------------------------------------------------------
@@ -637,9 +641,6 @@ def check_entry(seen: Seen, persona: str, entry: dict, summary: str | None, what
 
 def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None:
     what = f"{persona} GET {query}"
-    if known_range_leak(persona, query):
-        note(f"{what}: skipped, known leak 1")
-        return
     caller = seen.callers[persona]
     pages = fetch_all(caller, query)
     for page in pages:
@@ -648,6 +649,16 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
         assert not found, f"{what}: leaked {found}"
     first = pages[0]
     refused = refusal(persona, query)
+    parts = query.path.split("/")
+    if (
+        refused is None
+        and query.everything
+        and len(parts) == 3
+        and f"Patient/{parts[1]}" not in seen.readable(persona)
+    ):
+        # The record of a patient the persona may not read does not exist for it: 404, as a read.
+        assert first.status == 404, f"{what}: {first.status} for an unreadable patient's record"
+        return
     if refused is not None and first.status != 200:
         assert_outcome(first, refused, what)
         return
@@ -693,29 +704,19 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
 
 
 def check_everything(seen: Seen, oracle: Oracle, persona: str, query: Query, pages: list[Reply], what: str):
-    """$everything: a part of the admin's record of the same patient(s), readable by the persona, and
-    every supporting resource referred to by some part of the record the persona may read."""
+    """$everything: a part of the admin's record of the same patient(s), and every supporting resource
+    (mode include) referred to by some part of the whole record that the persona may read."""
     readable = seen.readable(persona)
-    params = [(n, v) for n, v in query.params if n == "_type"]
-    record_keys = set(oracle.admin(query.path, params))
-    admin_reply = seen.callers[ADMIN].get(query.path, [*params, ("_count", "1000")])
-    record_all = set(keys(admin_reply))
-    record_parts = set(keys(admin_reply, "match")) & readable
-    target = query.path.split("/")[1]
-    if target != "$everything" and f"Patient/{target}" in readable:
-        record_parts.add(f"Patient/{target}")
-    # The whole record (every type) for the justification, not only the `_type`s asked for.
-    whole = seen.callers[ADMIN].get(query.path, [("_count", "1000")])
-    record_parts |= set(keys(whole, "match")) & readable
+    asked = oracle.admin_reply(query.path, [(n, v) for n, v in query.params if n == "_type"])
+    whole = oracle.admin_reply(query.path, [])  # every type: what may justify a supporting resource
+    parts = set(keys(whole, "match")) & readable
     for page in pages:
         for key in keys(page):
-            assert key in record_all | record_keys, f"{what}: {key} is not in the admin's record"
+            assert key in keys(asked), f"{what}: {key} is not in the admin's record"
         for included in keys(page, "include"):
-            if EVERYTHING_SUPPORTING_LEAK:
-                continue
-            assert any(seen.linked(included, part) for part in record_parts), (
-                f"{what}: {included} is returned although it is referred to only by parts of the record "
-                f"{persona} may not read (it reveals that the record exists and refers to it)"
+            assert any(seen.linked(included, part) for part in parts), (
+                f"{what}: {included} is returned although only parts of the record {persona} may not "
+                "read refer to it (it reveals that the record exists and what it refers to)"
             )
 
 
@@ -815,9 +816,17 @@ def test_include_does_not_add_a_resource_the_caller_may_not_read(world):
 
 
 def test_revinclude_does_not_add_resources_of_another_compartment(world):
-    query = [("_id", "dr-b"), ("_revinclude", "Observation:performer"), ("_revinclude", "Patient:general-practitioner")]
+    query = [
+        ("_id", "dr-b"),
+        ("_revinclude", "Observation:performer"),
+        ("_revinclude", "Patient:general-practitioner"),
+    ]
     # obs-pa1-hr (performed by dr-b) and pa2 (whose GP is dr-b) are org-a's, not dr-b's to read.
-    assert found(world, ADMIN, "Practitioner", query) == ["Observation/obs-pa1-hr", "Patient/pa2", "Practitioner/dr-b"]
+    assert found(world, ADMIN, "Practitioner", query) == [
+        "Observation/obs-pa1-hr",
+        "Patient/pa2",
+        "Practitioner/dr-b",
+    ]
     assert found(world, "dr-b", "Practitioner", query) == ["Practitioner/dr-b"]
     # And from the patient's side: pb1's care team names dr-a, whom pb1 may not read.
     assert found(world, "pb1", "CareTeam", [("_include", "CareTeam:participant")]) == ["CareTeam/ct-pb1"]
@@ -873,18 +882,16 @@ def test_several_compartment_ids_return_only_the_callers(world, param, value):
         ("Observation", [("subject:Patient.name", "Quenby")]),
         ("Observation", [("patient.birthdate", "1961-04-17")]),
         ("Observation", [("patient.identifier", "MRN-40117")]),
-        ("Observation", [("_include", "Observation:subject"), ("_include:iterate", "Patient:general-practitioner")]),
+        (
+            "Observation",
+            [("_include", "Observation:subject"), ("_include:iterate", "Patient:general-practitioner")],
+        ),
     ],
 )
 def test_researcher_cannot_query_by_a_redacted_or_blocked_element(world, path, params):
     assert_outcome(get(world, "researcher", path, params), {403}, f"researcher {path} {params}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LEAK: Patient?birthdate=geX&birthdate=leX (two bounds, merged by criteria._single_row_ranges "
-    "before the guard runs) is answered for the researcher, revealing exact birth dates",
-)
 def test_researcher_cannot_bracket_a_birth_date(world):
     bracket = [("birthdate", "ge1961-04-17"), ("birthdate", "le1961-04-17")]
     reply = world.callers["researcher"].get("Patient", bracket)
@@ -898,9 +905,10 @@ def test_researcher_reads_patients_redacted(world):
         assert body["birthDate"] == spec.birth_date[:4]
         (identifier,) = body["identifier"]
         assert identifier["system"] == MRN_SYSTEM and re.fullmatch(r"[0-9a-f]{16}", identifier["value"])
-        assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "REDACTED"} in body[
-            "meta"
-        ]["security"]
+        assert {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+            "code": "REDACTED",
+        } in body["meta"]["security"]
 
 
 @pytest.mark.parametrize("persona", ["pa1", "pa2", "rp-pa1", "dr-a", "dr-a1", "dr-b", "researcher"])
@@ -913,7 +921,12 @@ def test_counts_never_include_unreadable_rows(world, persona, params):
 
 @pytest.mark.parametrize(
     "persona, hidden",
-    [("pa1", "Observation/obs-pb1-hr"), ("dr-b", "Patient/pa1"), ("dr-a1", "Encounter/enc-pa1"), ("rp-pa1", "Patient/pa2")],
+    [
+        ("pa1", "Observation/obs-pb1-hr"),
+        ("dr-b", "Patient/pa1"),
+        ("dr-a1", "Encounter/enc-pa1"),
+        ("rp-pa1", "Patient/pa2"),
+    ],
 )
 @pytest.mark.parametrize("suffix", ["", "/_history", "/_history/1"])
 def test_a_denied_read_answers_like_a_missing_resource(world, persona, hidden, suffix):
@@ -949,7 +962,15 @@ def test_a_type_or_operation_no_rule_grants_is_403(world, persona, method, path)
 
 
 @pytest.mark.parametrize(
-    "path", ["Patient", "Patient/pa1", "Observation?patient=pa1", "Observation/_history", "_history", "Patient/pa1/$everything"]
+    "path",
+    [
+        "Patient",
+        "Patient/pa1",
+        "Observation?patient=pa1",
+        "Observation/_history",
+        "_history",
+        "Patient/pa1/$everything",
+    ],
 )
 def test_public_is_401(world, path):
     reply = world.callers["public"].get(path)
@@ -960,7 +981,14 @@ def test_public_is_401(world, path):
 
 @pytest.mark.parametrize(
     "path",
-    ["Patient", "Patient/pa1", "Observation?patient=pa1", "CareTeam", "Observation/_history", "Patient/pa1/$everything"],
+    [
+        "Patient",
+        "Patient/pa1",
+        "Observation?patient=pa1",
+        "CareTeam",
+        "Observation/_history",
+        "Patient/pa1/$everything",
+    ],
 )
 def test_a_practitioner_failing_the_identity_filter_is_403(world, path):
     # dr-inactive: Practitioner.active = false (and its role at org-a ended).
@@ -999,15 +1027,21 @@ def test_a_patient_cannot_move_its_observation_to_another(world):
     assert after == world.read_body(ADMIN, "Observation/obs-pa1-bw")
     # Another patient's Observation is not even there for it.
     taken = observation("pa1", 130, id="obs-pb1-hr")
-    assert_outcome(world.callers["pa1"].send("put", "Observation/obs-pb1-hr", taken), {404}, "pa1 takes obs-pb1-hr")
-    assert world.callers[ADMIN].get("Observation/obs-pb1-hr").json == world.read_body(ADMIN, "Observation/obs-pb1-hr")
+    assert_outcome(
+        world.callers["pa1"].send("put", "Observation/obs-pb1-hr", taken), {404}, "pa1 takes obs-pb1-hr"
+    )
+    assert world.callers[ADMIN].get("Observation/obs-pb1-hr").json == world.read_body(
+        ADMIN, "Observation/obs-pb1-hr"
+    )
 
 
 @pytest.mark.parametrize("persona", ["pa1", "pb1", "dr-a", "dr-a1", "dr-b"])
 @pytest.mark.parametrize("path", ["Observation/_history", "Patient/_history", "_history"])
 def test_history_lists_only_readable_resources(world, persona, path):
     resource_type = path.split("/")[0] if "/" in path else None
-    readable = {k for k in world.readable(persona) if resource_type is None or k.startswith(resource_type + "/")}
+    readable = {
+        k for k in world.readable(persona) if resource_type is None or k.startswith(resource_type + "/")
+    }
     if persona == "dr-a":
         # dr-a reads pb1's record through the care team rule, which grants read and search only.
         readable = {k for k in readable if "pb1" not in k}
@@ -1031,17 +1065,13 @@ def test_everything_of_ones_own_record_holds_only_ones_own(world):
     returned = keys(reply)
     readable = world.readable("pa1")
     assert set(returned) <= readable
-    assert {"Patient/pa1", "Observation/obs-pa1-hr", "Observation/obs-pa1-bw", "Condition/cond-pa1"} <= set(returned)
+    assert {"Patient/pa1", "Observation/obs-pa1-hr", "Observation/obs-pa1-bw", "Condition/cond-pa1"} <= set(
+        returned
+    )
     for entry in entries(reply):
         assert entry["resource"] == world.read_body("pa1", key_of(entry["resource"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LEAK: Patient/pa1/$everything as dr-b returns Practitioner/dr-b (a supporting resource referred "
-    "to only by pa1's Observation, which dr-b may not read), where Patient/no-such-id/$everything is empty: "
-    "it tells dr-b that pa1 exists and that its record names dr-b",
-)
 @pytest.mark.parametrize("hidden", ["pa1", "pa2"])
 def test_everything_on_an_unreadable_patient_reveals_nothing(world, hidden):
     # pa1's heart rate was performed by dr-b; pa2's generalPractitioner is dr-b.
@@ -1073,3 +1103,54 @@ def test_conditional_create_of_an_observation_does_not_return_anothers(world, cr
     # And for pb1 itself, the subject refuses it whatever the criteria found.
     reply = world.callers["pa1"].send("post", "Observation", observation("pb1"), {"If-None-Exist": criteria})
     assert reply.status == 403 and "pb1" not in reply.text.replace(criteria, "").replace("Patient/pb1", "")
+
+
+@pytest.mark.parametrize("criteria", ["_id=obs-pb1-hr", f"patient=pb1&code={HEART_RATE}"])
+def test_conditional_update_does_not_reach_anothers_resource(world, criteria):
+    # Matching runs over what pa1 may search: nothing matches, so this creates pa1's own, or refuses.
+    reply = world.callers["pa1"].send("put", f"Observation?{criteria}", observation("pa1"))
+    assert reply.status in (201, 403), reply.text[:300]
+    assert not leaked(world, "pa1", reply.text, criteria)
+    assert world.callers[ADMIN].get("Observation/obs-pb1-hr").json == world.read_body(
+        ADMIN, "Observation/obs-pb1-hr"
+    )
+
+
+def test_batch_entries_are_narrowed_like_single_requests(world):
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Observation/obs-pb1-hr"}},
+            {"request": {"method": "GET", "url": "Observation?patient=pb1"}},
+            {"request": {"method": "GET", "url": "Observation/obs-pa1-hr"}},
+        ],
+    }
+    reply = world.callers["pa1"].send("post", "", batch)
+    assert reply.status == 200 and not leaked(world, "pa1", reply.text, "")
+    read, search, own = reply.json["entry"]
+    assert read["response"]["status"].startswith("404")
+    assert search["response"]["status"].startswith("200") and "entry" not in search["resource"]
+    assert own["resource"] == world.read_body("pa1", "Observation/obs-pa1-hr")
+
+
+def test_post_search_is_narrowed_like_get(world):
+    caller = world.callers["pa1"]
+    response = caller.client.post(
+        "/fhir/Observation/_search",
+        "patient=pb1",
+        content_type="application/x-www-form-urlencoded",
+        headers=caller.headers,
+    )
+    assert response.status_code == 200
+    assert "entry" not in response.json() and response.json()["total"] == 0
+
+
+def test_explain_mode_is_the_admins_only(world):
+    # X-Explain answers which rules matched and why, even as another role: for anyone but the admin
+    # it must be an ordinary request.
+    caller = world.callers["pa1"]
+    asking = {**caller.headers, "X-Explain": "true", "X-Explain-Role": "Admin"}
+    explained = caller.client.get("/fhir/Observation/obs-pb1-hr", headers=asking)
+    plain = caller.get("Observation/obs-pb1-hr")
+    assert (explained.status_code, explained.content.decode()) == (plain.status, plain.text)

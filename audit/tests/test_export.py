@@ -239,6 +239,7 @@ def _record(**overrides) -> AuditEntry:
     [
         {},
         {"query": "name=Chalmers&_count=5"},
+        {"query": "name=\x0b\x0c&x=%00", "reason": "\x0c"},
         {"operation": "search", "resource_type": "", "path": "/fhir", "query": ""},
         {
             "operation": "read",

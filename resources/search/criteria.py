@@ -75,7 +75,7 @@ def build_criteria(
     ctx = Context(compile=_compile, rows=rows, base_urls=base_urls, guard=guard)
     for name, value in params:
         refuse_nul(name, value)
-    condition, used, params = _single_row_ranges(resource_type, params)
+    condition, used, params = _single_row_ranges(ctx, resource_type, params)
     ignored: list[str] = []
     for name, value in params:
         if name in RESULT_PARAMS:
@@ -119,7 +119,7 @@ def _one_index_row(resource_type: str, code: str) -> bool:
 
 
 def _single_row_ranges(
-    resource_type: str, params: list[tuple[str, str]]
+    ctx: Context, resource_type: str, params: list[tuple[str, str]]
 ) -> tuple[Q, list[tuple[str, str]], list[tuple[str, str]]]:
     """Repeated bounds of a single-row date parameter (`birthdate=ge1970&birthdate=lt1975`) as one
     EXISTS over that row: the same answer as one EXISTS per bound when a resource has one row,
@@ -132,6 +132,8 @@ def _single_row_ranges(
     merged = {name for name in merged if _one_index_row(resource_type, name)}
     if not merged:
         return Q(), [], params
+    for name in merged:
+        ctx.check(resource_type, name)  # a blocked parameter is refused however its bounds are combined
     condition, used, rest = Q(), [], []
     bounds: dict[str, Q] = {name: Q() for name in merged}
     for name, value in params:

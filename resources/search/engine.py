@@ -38,7 +38,7 @@ from authz import rules
 from authz.context import AccessContext
 
 from .. import definitions, fhirjson
-from ..outcomes import Issue, bad_request
+from ..outcomes import FhirError, Issue, bad_request, not_found
 from ..services import Stored, check_type
 from . import access, include, paging, sort
 from . import compartment as compartments
@@ -135,7 +135,11 @@ def everything(
     for resource_type in types or ():
         if resource_type not in definitions.resource_types():
             raise bad_request(f"_type: unknown resource type '{resource_type}'", expression=("_type",))
-    condition = record.record(patient_id) & record.narrowing(since=since, types=types)
+    if patient_id is not None:
+        _require_patient(ctx, patient_id)
+    narrowed = rules.narrowing(ctx, "everything", None)
+    visible = access.rows(ctx, "everything").values("pk") if narrowed else None
+    condition = record.record(patient_id, visible) & record.narrowing(since=since, types=types)
     plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [], types, "everything")
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
@@ -158,6 +162,21 @@ def _check_includes(ctx: AccessContext, types: list[str] | None, directives: lis
 
 
 # --- planning ---------------------------------------------------------------------------------
+
+
+def _require_patient(ctx: AccessContext, patient_id: str) -> None:
+    """The record of a patient the caller may neither read nor run $everything on does not exist
+    for it: 404, exactly as a read answers (what the record holds is then narrowed as usual)."""
+    from ..selectors import resource_read
+
+    for operation in ("everything", "read"):
+        try:
+            resource_read(ctx, resource_type="Patient", fhir_id=patient_id, operation=operation)
+            return
+        except FhirError as refusal:
+            if refusal.status not in (403, 404):
+                raise
+    raise not_found(f"Patient/{patient_id} is not known")
 
 
 def _plan(

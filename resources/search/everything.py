@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from ..models import CompartmentMembership, ReferenceIndex, Resource
 
@@ -45,10 +45,13 @@ SUPPORTING_TYPES = (
 PARAMS = ("_since", "_type", "_count")
 
 
-def record(patient_id: str | None) -> Q:
-    """The resources of the record of one patient, or of every patient for None."""
+def record(patient_id: str | None, visible: QuerySet | None = None) -> Q:
+    """The resources of the record of one patient, or of every patient for None. `visible`: the
+    caller's rows (pks) when its rules narrow: a supporting resource (a Practitioner, a Medication)
+    belongs to the answer only through a record entry the caller may see, or its presence would
+    tell what an unreadable entry refers to."""
     if patient_id is None:
-        return _every_record()
+        return _every_record(visible)
     members = CompartmentMembership.objects.filter(compartment_type=COMPARTMENT, compartment_id=patient_id)
     # Membership only: the outer query is the caller's restricted one and decides what is returned.
     patients = Resource.objects.system("patient record membership").filter(
@@ -57,7 +60,7 @@ def record(patient_id: str | None) -> Q:
     own = members.values("resource_id").union(patients.values("pk"))
     # `resource_id IN (union)` is one semi-join; an OR of two INs would scan the whole index table.
     referenced = ReferenceIndex.objects.filter(
-        resource_id__in=own,
+        resource_id__in=own if visible is None else visible.filter(pk__in=own),
         target_type__in=SUPPORTING_TYPES,
         target_type=OuterRef("resource_type"),
         target_id=OuterRef("fhir_id"),
@@ -71,7 +74,7 @@ def record(patient_id: str | None) -> Q:
     return Q(pk__in=own.union(supporting))
 
 
-def _every_record() -> Q:
+def _every_record(visible: QuerySet | None) -> Q:
     """Every patient's record is most of the database, so rather than collect it the condition is
     tested row by row while the page is read in primary-key order, and reading stops at `_count`
     (every subquery is correlated, so none is built whole)."""
@@ -86,6 +89,8 @@ def _every_record() -> Q:
         target_type=OuterRef("resource_type"),
         target_id=OuterRef("fhir_id"),
     )
+    if visible is not None:
+        referenced = referenced.filter(resource_id__in=visible)
     return (
         Q(resource_type=COMPARTMENT)
         | Q(Exists(in_a_compartment))
