@@ -426,3 +426,11 @@ _BUILDERS = {
     "action": _action,
     "_id": _id,
 }
+
+
+@fhir_view
+def unsupported(request: HttpRequest) -> HttpResponse:
+    """History, versions and operations do not apply to the audit log, whose rows never change."""
+    raise error(
+        404, "not-supported", f"No FHIR interaction at {request.path}: AuditEvent supports read and search"
+    )

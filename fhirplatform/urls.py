@@ -19,6 +19,7 @@ urlpatterns = [
     # AuditEvent is served from the audit log, read-only (audit/api.py).
     re_path(r"^fhir/AuditEvent(?:/_search)?/?$", audit_api.search),
     re_path(r"^fhir/AuditEvent/(?P<fhir_id>[^/$][^/]*)/?$", audit_api.read),
+    re_path(r"^fhir/AuditEvent/.+$", audit_api.unsupported),
     path("fhir/", include("resources.api.urls")),
     path("oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("admin/", admin.site.urls),

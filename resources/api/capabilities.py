@@ -70,8 +70,22 @@ def _rest_resources() -> tuple:
             del entry["searchRevInclude"]
         if resource_type == "Patient":
             entry["operation"] = [_EVERYTHING]
+        if resource_type == "AuditEvent":
+            entry = _audit_event(entry)
         out.append(entry)
     return tuple(out)
+
+
+def _audit_event(entry: dict) -> dict:
+    """AuditEvent is served from the audit log (audit/api.py): read and search only."""
+    names = ("date", "agent", "entity", "patient", "outcome", "subtype", "action")
+    return {
+        "type": "AuditEvent",
+        "profile": entry["profile"],
+        "documentation": "The server's own audit log, read-only; written by the server for every request",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [p for p in entry["searchParam"] if p["name"] in names],
+    }
 
 
 @functools.cache
