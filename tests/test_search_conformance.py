@@ -144,7 +144,8 @@ def _query_value(param_type: str, value) -> str | None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("resource_type", sorted(EXAMPLES))
+# AuditEvent is the server's own audit log, read-only, searched by its own endpoint (audit/api.py).
+@pytest.mark.parametrize("resource_type", sorted(set(EXAMPLES) - {"AuditEvent"}))
 def test_examples_are_found_by_their_own_values(fhir, resource_type):
     examples = EXAMPLES[resource_type]
     for body in examples:
