@@ -142,6 +142,7 @@ def current_rules(version: object = _UNKNOWN) -> tuple[CompiledRule, ...]:
 
     rules = ruleset.compiled_default() if version is None else ruleset.compiled_from_database()
     _cache = (version, rules)
+    _DECISIONS.clear()
     return rules
 
 
@@ -252,9 +253,44 @@ def _loads(text: str) -> dict:
 def _decided(ctx, rules, resource_type, where: Q, fields, body, holder: dict | None = None):
     """One row by `where` with a boolean per rule (its condition) beside `fields`; then the first
     rule whose condition holds and whose body check (if any) passes."""
+    values = dict(where.children)
+    key = _decision_key(ctx, rules, resource_type, values, fields)
+    cached = _DECISIONS.get(key) if key is not None else None
+    if cached is None:
+        conditions = {rule.position: rule.row_condition(ctx, resource_type) for rule in rules}
+        narrowed = tuple(position for position, condition in conditions.items() if condition is not None)
+        stand_in = _stand_in(values) if key is not None else values
+        query = _decision_query(rules, conditions, Q(**stand_in), fields)
+        if key is None:
+            row = next(iter(query), None)
+        else:
+            sql, params = query.query.sql_with_params()
+            cached = (sql, tuple(params), narrowed)
+            if len(_DECISIONS) >= _DECISIONS_MAX:
+                _DECISIONS.clear()
+            _DECISIONS[key] = cached
+    if cached is not None:
+        sql, params, narrowed = cached
+        row = _run_cached(sql, params, values, [*fields, *(f"r{p}" for p in narrowed)])
+    else:
+        narrowed = tuple(p for p in (rule.position for rule in rules) if f"r{p}" in (row or {}))
+    if holder is not None:
+        holder["row"] = row
+    if row is None or row.get("deleted"):
+        return row, None
+    for rule in rules:
+        if rule.position in narrowed and not row[f"r{rule.position}"]:
+            continue
+        if rule.validator.checks_body and rule.validator.check(ctx, body()) is not True:
+            continue
+        note_rule(ctx, rule.name, rule.property_filters)
+        return row, rule
+    return row, None
+
+
+def _decision_query(rules, conditions: dict, where: Q, fields):
     from resources.models import Resource
 
-    conditions = {rule.position: rule.row_condition(ctx, resource_type) for rule in rules}
     annotations = {
         f"r{rule.position}": ExpressionWrapper(
             conditions[rule.position] or Q(pk__isnull=False), output_field=BooleanField()
@@ -262,25 +298,67 @@ def _decided(ctx, rules, resource_type, where: Q, fields, body, holder: dict | N
         for rule in rules
         if conditions[rule.position] is not None
     }
-    row = (
+    return (
         Resource.objects.system("access decision on one row")
         .filter(where)
         .annotate(**annotations)
         .values(*fields, *annotations)
-        .first()
+        .order_by()[:1]
     )
-    if holder is not None:
-        holder["row"] = row
-    if row is None or row.get("deleted"):
-        return row, None
-    for rule in rules:
-        if conditions[rule.position] is not None and not row[f"r{rule.position}"]:
-            continue
-        if rule.validator.checks_body and rule.validator.check(ctx, body()) is not True:
-            continue
-        note_rule(ctx, rule.name, rule.property_filters)
-        return row, rule
-    return row, None
+
+
+# Compiling a decision's query costs several times running it (a Patient's read, profiled: ~3 ms
+# of ORM work against ~0.2 ms of SQL). When every rule's condition depends on nothing but the
+# caller's identity (no value looked up during the request is baked into the SQL), the compiled SQL
+# is kept per rule set, caller and row shape, and the row's own values replace stand-ins.
+_DECISIONS: dict[tuple, tuple[str, tuple, tuple]] = {}
+_DECISIONS_MAX = 4096
+_STAND_IN_PK = -7_318_204_611
+_STAND_IN_ID = "\x01row-stand-in"
+
+
+def _decision_key(ctx, rules, resource_type: str, values: dict, fields) -> tuple | None:
+    if not set(values) <= {"pk", "resource_type", "fhir_id"}:
+        return None
+    if not all(rule.validator.depends_only_on_identity(ctx) for rule in rules):
+        return None
+    positions = tuple(rule.position for rule in rules)  # the operation's rules, in order
+    return (
+        id(_rules(ctx)),
+        positions,
+        ctx.role,
+        ctx.identity,
+        resource_type,
+        tuple(sorted(values)),
+        tuple(fields),
+    )
+
+
+def _stand_in(values: dict) -> dict:
+    out = dict(values)
+    if "pk" in out:
+        out["pk"] = _STAND_IN_PK
+    if "fhir_id" in out:
+        out["fhir_id"] = _STAND_IN_ID
+    return out
+
+
+def _run_cached(sql: str, params: tuple, values: dict, columns: list[str]) -> dict | None:
+    actual = [
+        values["pk"] if p == _STAND_IN_PK else values["fhir_id"] if p == _STAND_IN_ID else p for p in params
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, actual)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    row = dict(zip(columns, found, strict=True))
+    moment = row.get("last_updated")
+    if moment is not None and moment.tzinfo is None:  # SQLite's raw cursor: naive UTC
+        from datetime import UTC
+
+        row["last_updated"] = moment.replace(tzinfo=UTC)
+    return row
 
 
 def readable(ctx: AccessContext, resource_type: str, pk: int, body: Callable[[], dict]) -> bool:

@@ -41,21 +41,9 @@ def load(text: str) -> None:
 
 
 @pytest.fixture
-def traffic(fhir: Fhir) -> dict:
+def traffic(seeded: Fhir) -> dict:
     """Some requests as the operator, and as a practitioner (an identity to search `agent` by)."""
-    for pid in ("p1", "p2"):
-        assert fhir.put(f"Patient/{pid}", {"resourceType": "Patient", "id": pid}).status_code == 201
-    fhir.put("Practitioner/dr", {"resourceType": "Practitioner", "id": "dr"})
-    fhir.put(
-        "Observation/o1",
-        {
-            "resourceType": "Observation",
-            "id": "o1",
-            "status": "final",
-            "code": {"text": "pulse"},
-            "subject": {"reference": "Patient/p1"},
-        },
-    )
+    fhir = seeded
     assert fhir.get("Patient/p1").status_code == 200
     assert fhir.get("Observation?subject=Patient/p1").status_code == 200
     assert fhir.get("Patient/missing").status_code == 404

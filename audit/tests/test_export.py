@@ -24,20 +24,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def traffic(fhir: Fhir) -> dict:
-    for pid in ("p1", "p2"):
-        fhir.put(f"Patient/{pid}", {"resourceType": "Patient", "id": pid})
-    fhir.put("Practitioner/dr", {"resourceType": "Practitioner", "id": "dr"})
-    fhir.put(
-        "Observation/o1",
-        {
-            "resourceType": "Observation",
-            "id": "o1",
-            "status": "final",
-            "code": {"text": "pulse"},
-            "subject": {"reference": "Patient/p1"},
-        },
-    )
+def traffic(seeded: Fhir) -> dict:
+    fhir = seeded
     doctor = {"Authorization": bearer("Admin", "Practitioner/dr")}
     # The doctor never reads Patient/p1 directly: only a search returns its Observation.
     assert fhir.get("Observation?code:text=pulse", headers=doctor).status_code == 200

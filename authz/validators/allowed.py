@@ -24,9 +24,15 @@ class Allowed(Validator):
     def narrowing(self, ctx: AccessContext, resource_type: str) -> Q | None:
         return EVERYTHING
 
+    def depends_only_on_identity(self, ctx: AccessContext) -> bool:
+        return True
+
 
 class Forbidden(Validator):
     name = "Forbidden"
 
     def narrowing(self, ctx: AccessContext, resource_type: str) -> Q | None:
         return NOTHING
+
+    def depends_only_on_identity(self, ctx: AccessContext) -> bool:
+        return True

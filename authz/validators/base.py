@@ -46,6 +46,11 @@ class Validator:
         EXISTS that probes just that row."""
         return self.narrowing(ctx, resource_type)
 
+    def depends_only_on_identity(self, ctx: AccessContext) -> bool:
+        """Whether `row_condition` is a function of the caller's identity alone, with nothing looked
+        up during the request baked into it (then its compiled SQL may be reused, rules.py)."""
+        return False
+
     def can_narrow(self) -> bool:
         """Whether `narrowing` gives a Q (whoever asks); rules granting searches need one."""
         return True

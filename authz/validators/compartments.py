@@ -35,6 +35,10 @@ class PatientCompartment(Validator):
             return NOTHING
         return lookups.pk_in(lookups.patient_compartment(patients, resource_type))
 
+    def depends_only_on_identity(self, ctx: AccessContext) -> bool:
+        # A Patient's patients (itself and its links) are a subquery; a RelatedPerson's are looked up.
+        return ctx.identity_type == "Patient"
+
     def row_condition(self, ctx: AccessContext, resource_type: str) -> Q | None:
         patients = lookups.caller_patients(ctx)
         if isinstance(patients, list) and not patients:
@@ -51,6 +55,9 @@ class _OwnCompartment(Validator):
         if ctx.identity_type != self.compartment or not ctx.identity_id:
             return NOTHING
         return lookups.pk_in(lookups.compartment_pieces(self.compartment, [ctx.identity_id], resource_type))
+
+    def depends_only_on_identity(self, ctx: AccessContext) -> bool:
+        return True
 
     def row_condition(self, ctx: AccessContext, resource_type: str) -> Q | None:
         if ctx.identity_type != self.compartment or not ctx.identity_id:
