@@ -53,9 +53,11 @@ class LegitimateInterest(Validator):
             patient_ids = (
                 lookups.resources().filter(resource_type="Patient", pk__in=patients).values("fhir_id")
             )
-            pieces = lookups.staff_pieces(orgs, resource_type)
-            pieces += lookups.patient_compartment(patient_ids, resource_type, focus=patients)
-            return lookups.pk_in(pieces)
+            # An organisation's patients are many (hundreds of compartments, tens of thousands of
+            # rows): each candidate row probes its own membership (a correlated EXISTS on the
+            # membership index) rather than the search building the whole set first.
+            staff = lookups.pk_in(lookups.staff_pieces(orgs, resource_type))
+            return staff | lookups.in_compartment("Patient", patient_ids, resource_type)
         if ctx.identity_type == "Patient":
             patients = lookups.caller_patients(ctx)
             pieces = lookups.patient_compartment(patients, resource_type)

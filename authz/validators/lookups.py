@@ -95,10 +95,10 @@ def in_compartment(compartment_type: str, ids: Ids, resource_type: str) -> Q:
     members = CompartmentMembership.objects.filter(
         resource_id=OuterRef("pk"), compartment_type=compartment_type, compartment_id__in=ids
     )
-    condition = Q(Exists(members))
-    if wants(resource_type, compartment_type):
-        condition |= Q(resource_type=compartment_type, fhir_id__in=ids)
-    return condition
+    # Kept as an OR with the focus rows even for other types: an OR'ed EXISTS stays a per-row probe,
+    # where a lone EXISTS is flattened into a join the planner drives from the (badly estimated)
+    # membership side, building the whole set before the search's own criteria.
+    return Q(Exists(members)) | Q(resource_type=compartment_type, fhir_id__in=ids)
 
 
 def patient_compartment(ids: Ids, resource_type: str, *, focus: QuerySet | None = None) -> list[QuerySet]:
