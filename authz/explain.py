@@ -69,26 +69,10 @@ def _verdict(ctx: AccessContext, rule, operation: str, resource_type: str, row) 
 
 
 def _allows(ctx: AccessContext, rule, operation: str, resource_type: str, row) -> bool:
-    from django.db.models import BooleanField, ExpressionWrapper, Q
-
     from resources import fhirjson
-    from resources.models import Resource
 
     pk, body = row
-    condition = rule.condition(ctx, [resource_type])
-    if condition is not None:
-        hit = (
-            Resource.objects.system("explain")
-            .filter(pk=pk)
-            .annotate(ok=ExpressionWrapper(condition or Q(pk__isnull=False), output_field=BooleanField()))
-            .values_list("ok", flat=True)
-            .first()
-        )
-        if not hit:
-            return False
-    if rule.validator.checks_body:
-        return rule.validator.check(ctx, fhirjson.loads(body)) is True
-    return True
+    return rules.rule_allows(ctx, rule, resource_type, pk, lambda: fhirjson.loads(body))
 
 
 def _outcome(ctx: AccessContext, operation: str, resource_type: str, fhir_id: str | None, row) -> Issue:

@@ -20,18 +20,13 @@ from dataclasses import dataclass, field
 from django.db import connection
 from django.db.models import BooleanField, Case, ExpressionWrapper, IntegerField, Q, Value, When
 
+from audit.services import note_rule
+from resources.fhirdates import aware
 from resources.outcomes import FhirError, error
 
 from .context import PUBLIC, SYSTEM, AccessContext
 from .errors import credentials_required
-from .validators.base import Validator
-
-
-def note_rule(ctx: AccessContext, name: str, filters=()) -> None:
-    from audit.services import note_rule as note
-
-    note(ctx, name, filters)
-
+from .validators.base import NOTHING, Validator
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +85,7 @@ class CompiledRule:
     def row_condition(self, ctx: AccessContext, resource_type: str) -> Q | None:
         """`condition` for one identified row of `resource_type` (see Validator.row_condition)."""
         if self.resources is not None and resource_type not in self.resources:
-            return NOTHING_Q
+            return NOTHING
         return self.validator.row_condition(ctx, resource_type)
 
     def condition(self, ctx: AccessContext, types: Iterable[str] | None) -> Q | None:
@@ -108,9 +103,6 @@ class CompiledRule:
         if self.resources is not None and (wanted is None or not wanted <= self.resources):
             narrowing = Q(resource_type__in=sorted(self.resources)) & narrowing
         return narrowing
-
-
-NOTHING_Q = Q(pk__in=[])
 
 
 def _one(resources: frozenset[str]) -> str:
@@ -353,12 +345,16 @@ def _run_cached(sql: str, params: tuple, values: dict, columns: list[str]) -> di
     if found is None:
         return None
     row = dict(zip(columns, found, strict=True))
-    moment = row.get("last_updated")
-    if moment is not None and moment.tzinfo is None:  # SQLite's raw cursor: naive UTC
-        from datetime import UTC
-
-        row["last_updated"] = moment.replace(tzinfo=UTC)
+    if row.get("last_updated") is not None:
+        row["last_updated"] = aware(row["last_updated"])
     return row
+
+
+def rule_allows(
+    ctx: AccessContext, rule: CompiledRule, resource_type: str, pk: int, body: Callable[[], dict]
+) -> bool:
+    """Whether this one rule allows the row (the explain tool asks rule by rule)."""
+    return _decided(ctx, [rule], resource_type, Q(pk=pk), (), body)[1] is not None
 
 
 def readable(ctx: AccessContext, resource_type: str, pk: int, body: Callable[[], dict]) -> bool:

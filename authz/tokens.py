@@ -14,12 +14,13 @@ import hmac
 import logging
 import re
 import secrets
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from resources.fhirdates import aware
 from resources.models import Resource
 
 from .errors import unauthorized
@@ -142,19 +143,12 @@ def _lookup(digest: str) -> ApiToken | None:
         role=role,
         identity=identity,
         label=label,
-        expires=_aware(expires),
-        revoked=_aware(revoked),
+        expires=aware(expires) if expires else None,
+        revoked=aware(revoked) if revoked else None,
     )
     token.rules_version = rules_version
     token.identity_alive = deleted is not None and not deleted
     return token
-
-
-def _aware(moment):
-    # SQLite's raw cursor hands back naive UTC datetimes.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def consume(token: ApiToken) -> None:

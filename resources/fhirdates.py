@@ -70,3 +70,8 @@ def _zone(text: str | None) -> timezone:
     if hours > 14 or minutes > 59:
         raise ValueError(f"'{text}' is not a valid time-zone offset")
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def aware(moment: datetime) -> datetime:
+    """A datetime from a raw cursor as an aware UTC one (SQLite's raw cursors hand back naive UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

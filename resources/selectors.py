@@ -17,6 +17,7 @@ from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize
 
 from . import fhirjson
+from .fhirdates import aware
 from .models import Resource, ResourceVersion
 from .outcomes import bad_request, gone, not_found
 from .services import Stored, check_type
@@ -40,50 +41,37 @@ def _fetch_one(sql: str, params: list) -> tuple | None:
         return cursor.fetchone()
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive UTC datetimes from raw cursors; PostgreSQL aware ones.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, operation: str = "read") -> Stored:
     check_type(resource_type)
     matching = authorize(ctx, operation, resource_type)
     if not fhirjson.is_valid_id(fhir_id):
         raise _unknown(resource_type, fhir_id)
-    if matching and not matching[0].unconditional:
+    # The platform, or a first rule that allows the whole type: nothing to decide per row.
+    whole_type = not matching or matching[0].unconditional
+    if whole_type:
+        row = _fetch_one(_READ_SQL, [resource_type, fhir_id])
+        rule = matching[0] if matching else None
+        if rule is not None:
+            rules.note_rule(ctx, rule.name, rule.property_filters)
+    else:
         # Read and decide in one statement: the caller's rules are conditions on this row.
         found, rule = rules.fetch_decided(ctx, operation, resource_type, fhir_id, _READ_FIELDS)
-        if found is None or (rule is None and not found["deleted"]):
-            raise _unknown(resource_type, fhir_id)
-        if not found["deleted"]:
-            return _returned(
-                ctx,
-                Stored(
-                    resource_type,
-                    fhir_id,
-                    found["version"],
-                    _aware(found["last_updated"]),
-                    rules.shape(rule, found["body"]),
-                    pk=found["id"],
-                ),
-            )
-        row = tuple(found[f] for f in _READ_FIELDS)
-    else:
-        row = _fetch_one(_READ_SQL, [resource_type, fhir_id])
+        row = None if found is None else tuple(found[f] for f in _READ_FIELDS)
     if row is None:
         raise _unknown(resource_type, fhir_id)
     pk, version, last_updated, deleted, body = row
     if deleted:
         # Whether the caller could have read it cannot be told from a row without a body: only a
         # caller whose rules allow every resource of the type learns that it existed.
-        if not _sees_whole_type(ctx, operation, resource_type):
+        if not whole_type:
             raise _unknown(resource_type, fhir_id)
         error = gone(f"{resource_type}/{fhir_id} has been deleted")
         error.headers["ETag"] = f'W/"{version}"'
         raise error
-    rule = _decide(ctx, operation, resource_type, fhir_id, pk, body)
+    if rule is None and ctx.role != SYSTEM:
+        raise _unknown(resource_type, fhir_id)
     return _returned(
-        ctx, Stored(resource_type, fhir_id, version, _aware(last_updated), rules.shape(rule, body), pk=pk)
+        ctx, Stored(resource_type, fhir_id, version, aware(last_updated), rules.shape(rule, body), pk=pk)
     )
 
 
@@ -111,7 +99,7 @@ def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, vers
         raise gone(f"Version {version} of {resource_type}/{fhir_id} is a deletion")
     return _returned(
         ctx,
-        Stored(resource_type, fhir_id, int(version), _aware(last_updated), rules.shape(rule, body), pk=pk),
+        Stored(resource_type, fhir_id, int(version), aware(last_updated), rules.shape(rule, body), pk=pk),
     )
 
 
