@@ -128,7 +128,7 @@ def _rows(rows: QuerySet) -> list[dict]:
 # --- read -------------------------------------------------------------------------------------------
 
 
-@fhir_view
+@fhir_view(operations={"GET": "read"})
 def _read(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         raise _method_not_allowed(request, "GET, HEAD")
@@ -163,7 +163,7 @@ class _Invalid(Exception):
     pass
 
 
-@fhir_view
+@fhir_view(operations={"GET": "search", "POST": "search"})
 def _search(request: HttpRequest, resource_type: str) -> HttpResponse:
     form_search = request.path.rstrip("/").endswith("/_search")
     if (request.method == "POST" and not form_search) or request.method not in ("GET", "HEAD", "POST"):

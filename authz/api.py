@@ -15,58 +15,35 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
+from interactions import tokens as door
 from resources import fhirjson
 from resources.api.http import context, fhir_view, json_response, read_body
 from resources.outcomes import bad_request, error
-from resources.selectors import resource_read
 
-from . import tokens
-from .context import PUBLIC
-from .errors import credentials_required
 from .models import ApiToken
-from .rules import authorize
 
 _PARAMETERS = {"kind": "valueCode", "lifetime": "valueInteger", "label": "valueString"}
 
 
-@fhir_view
+@fhir_view(operations={"POST": "generate-token"})
 def mint_token(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
     _require_post(request)
-    ctx = context(request)
-    authorize(ctx, "generate-token", resource_type)
-    reference = f"{resource_type}/{fhir_id}"
-    options = _options(request, allowed=("kind", "lifetime", "label"))
-    # The rule must allow generate-token on this very identity (404 when not, as for a read).
-    resource_read(ctx, resource_type=resource_type, fhir_id=fhir_id, operation="generate-token")
-    try:
-        token, secret = tokens.mint(
-            role=resource_type,
-            identity=reference,
-            kind=options.get("kind", ApiToken.DURABLE),
-            ttl=options.get("lifetime"),
-            label=options.get("label", ""),
-            created_by=_who(ctx),
-        )
-    except tokens.TokenError as exc:
-        raise bad_request(str(exc)) from exc
-    return _token_response(token, secret, status=201)
+    minted = door.mint_token(
+        context(request),
+        resource_type=resource_type,
+        fhir_id=fhir_id,
+        options=lambda: _options(request, allowed=("kind", "lifetime", "label")),
+    )
+    return _token_response(minted.token, minted.secret, status=201)
 
 
-@fhir_view
+@fhir_view(operations={"POST": "exchange-token"})
 def exchange_token(request: HttpRequest) -> HttpResponse:
     _require_post(request)
-    ctx = context(request)
-    if ctx.role == PUBLIC:
-        raise credentials_required("Present the one-time token as 'Authorization: Bearer <token>'")
-    one_time = _presented_token(ctx)
-    if one_time is None or one_time.kind != ApiToken.ONE_TIME:
-        raise error(403, "forbidden", "Only a one-time API token can be exchanged for a durable one")
-    options = _options(request, allowed=("lifetime", "label"))
-    try:
-        token, secret = tokens.exchange(one_time, ttl=options.get("lifetime"), label=options.get("label", ""))
-    except tokens.TokenError as exc:
-        raise bad_request(str(exc)) from exc
-    return _token_response(token, secret, status=201)
+    minted = door.exchange_token(
+        context(request), options=lambda: _options(request, allowed=("lifetime", "label"))
+    )
+    return _token_response(minted.token, minted.secret, status=201)
 
 
 def _require_post(request: HttpRequest) -> None:
@@ -74,17 +51,6 @@ def _require_post(request: HttpRequest) -> None:
         failure = error(405, "not-supported", f"{request.method} is not supported here (allowed: POST)")
         failure.headers["Allow"] = "POST"
         raise failure
-
-
-def _presented_token(ctx) -> ApiToken | None:
-    if ctx.method != "api-token":
-        return None
-    token_id = ctx.credential.split(":", 1)[1].split(" ", 1)[0]
-    return ApiToken.objects.filter(pk=int(token_id)).first()
-
-
-def _who(ctx) -> str:
-    return ctx.identity or ctx.user or ctx.client_id or ctx.credential or ctx.role
 
 
 def _options(request: HttpRequest, *, allowed: tuple[str, ...]) -> dict:

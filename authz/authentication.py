@@ -8,6 +8,7 @@ role; a header that is present but wrong is a 401, never a silent fall back to `
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -16,7 +17,7 @@ import uuid
 from django.http import HttpRequest
 
 from . import identity, jwt, tokens
-from .context import AccessContext
+from .context import AccessContext, Origin
 from .errors import unauthorized
 from .models import ClientRole, IdentityLink
 from .smart import ScopeSet, parse_scopes
@@ -28,45 +29,73 @@ _MAX_CREDENTIAL = 8192
 
 def request_id(request: HttpRequest) -> str:
     """The caller's X-Request-Id when it is sane, else a new one."""
-    given = request.headers.get("X-Request-Id", "")
-    if 0 < len(given) <= 200 and given.isprintable():
+    return clean_request_id(request.headers.get("X-Request-Id", ""))
+
+
+def clean_request_id(given: str | None) -> str:
+    if given and 0 < len(given) <= 200 and given.isprintable():
         return given
     return uuid.uuid4().hex
 
 
+def origin_of(request: HttpRequest, transport: str = "rest") -> Origin:
+    return Origin(
+        transport=transport,
+        method=request.method or "",
+        path=request.path,
+        query=request.META.get("QUERY_STRING", ""),
+        client_ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+
+
 def authenticate(request: HttpRequest) -> AccessContext:
-    rid = request_id(request)
-    header = request.headers.get("Authorization")
+    """The HTTP form of `authenticate_bearer`: the Authorization header and the request's origin."""
+    return authenticate_bearer(
+        request.headers.get("Authorization"), request_id=request_id(request), origin=origin_of(request)
+    )
+
+
+def authenticate_bearer(
+    header: str | None, *, request_id: str | None = None, origin: Origin | None = None
+) -> AccessContext:
+    """The caller behind an `Authorization` header value (None: no header, the Public role), for any
+    transport: REST, GraphQL, a WebSocket's bind message, an agent. A present but wrong credential is
+    a 401 FhirError, never a silent fall back to Public."""
+    rid = clean_request_id(request_id)
+    origin = origin or Origin()
     if header is None:
-        return AccessContext.public(rid)
+        return AccessContext.public(rid, origin)
     scheme, _, credential = header.strip().partition(" ")
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential or " " in credential or len(credential) > _MAX_CREDENTIAL:
-        _refused(request, "malformed Authorization header", "")
+        _refused(origin, "malformed Authorization header", "")
         raise unauthorized("The Authorization header must be 'Bearer <token>'", error="invalid_request")
     try:
         if tokens.looks_like_api_token(credential):
-            return _api_token(credential, rid)
-        if credential.count(".") == 2:
-            return _external_jwt(credential, rid)
-        return _oauth_token(credential, rid)
+            ctx = _api_token(credential, rid)
+        elif credential.count(".") == 2:
+            ctx = _external_jwt(credential, rid)
+        else:
+            ctx = _oauth_token(credential, rid)
     except Exception as exc:
         _refused(
-            request,
+            origin,
             getattr(exc, "issues", None) and exc.issues[0].diagnostics or type(exc).__name__,
             credential,
         )
         raise
+    return dataclasses.replace(ctx, origin=origin, cache=ctx.cache)
 
 
-def _refused(request: HttpRequest, reason: str, credential: str) -> None:
+def _refused(origin: Origin, reason: str, credential: str) -> None:
     # Only a short digest of the credential is logged, enough to correlate attempts, useless to replay.
     digest = hashlib.sha256(credential.encode()).hexdigest()[:12] if credential else "-"
     log.warning(
         "Authentication refused (%s) for %s %s, credential sha256:%s",
         reason,
-        request.method,
-        request.path,
+        origin.method,
+        origin.path,
         digest,
     )
 

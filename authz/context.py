@@ -18,6 +18,19 @@ SYSTEM = "System"
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a call came from, as the audit log records it: the transport's own words for the method
+    and path (`GET /fhir/Patient/1`, a GraphQL POST, a worker's task name), never a body or a secret."""
+
+    transport: str = "internal"  # "rest", "graphql", "websocket", "worker", "console", "internal"
+    method: str = ""
+    path: str = ""
+    query: str = ""
+    client_ip: str | None = None
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
 class AccessContext:
     role: str
     identity: str | None = None  # "Patient/123", or None for service accounts, operators and the public
@@ -32,6 +45,7 @@ class AccessContext:
     issuer: str = ""  # external issuer or "local"
     subject: str = ""
     on_behalf_of: str = ""  # an agent acting for this identity
+    origin: Origin = field(default_factory=Origin, compare=False)
     # Facts worked out once per request (the identity's resource, its organisations...): see memo().
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -41,8 +55,8 @@ class AccessContext:
         return cls(role=SYSTEM, identity=None, request_id=f"system:{reason}", method="system")
 
     @classmethod
-    def public(cls, request_id: str | None = None) -> AccessContext:
-        return cls(role=PUBLIC, request_id=request_id or uuid.uuid4().hex)
+    def public(cls, request_id: str | None = None, origin: Origin | None = None) -> AccessContext:
+        return cls(role=PUBLIC, request_id=request_id or uuid.uuid4().hex, origin=origin or Origin())
 
     def memo(self, key: object, compute):
         """`compute()` once per request and key."""

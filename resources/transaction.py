@@ -66,6 +66,8 @@ class EntryResult:
     # A GET search entry: (resource type, parameters), run by the API layer when it renders the
     # response, after the writes of the bundle are committed.
     search: tuple[str, list[tuple[str, str]]] | None = None
+    # A read entry's resource is already shaped by the read; a write's is shaped by the door.
+    read: bool = False
 
 
 def process_bundle(ctx: AccessContext, bundle: object) -> tuple[str, list[EntryResult]]:
@@ -221,6 +223,8 @@ def _assign_ids(ctx: AccessContext, entries: list[Entry]) -> tuple[dict[str, str
         try:
             if entry.method == "POST":
                 check_type(entry.resource_type)
+                # Matching is a read done for a create: the caller must be one who may create.
+                authorize(ctx, "create", entry.resource_type)
                 criteria = entry.request.get("ifNoneExist")
                 found = _locked_matches(ctx, entry.resource_type, criteria) if criteria else []
                 if len(found) > 1:
@@ -235,6 +239,7 @@ def _assign_ids(ctx: AccessContext, entries: list[Entry]) -> tuple[dict[str, str
                 target = entry.fhir_id
             elif entry.method == "PUT":
                 check_type(entry.resource_type)
+                authorize(ctx, "update", entry.resource_type)
                 found = _locked_matches(ctx, entry.resource_type, entry.query or "")
                 if len(found) > 1:
                     raise precondition_failed(
@@ -407,10 +412,10 @@ def _read_entry(ctx: AccessContext, entry: Entry) -> EntryResult:
     parts = [p for p in entry.url.partition("?")[0].split("/") if p]
     if len(parts) == 2 and entry.query is None:
         stored = resource_read(ctx, resource_type=parts[0], fhir_id=parts[1])
-        return EntryResult(200, stored)
+        return EntryResult(200, stored, read=True)
     if len(parts) == 4 and parts[2] == "_history":
         stored = resource_vread(ctx, resource_type=parts[0], fhir_id=parts[1], version=parts[3])
-        return EntryResult(200, stored)
+        return EntryResult(200, stored, read=True)
     if len(parts) == 1:
         check_type(parts[0])
         try:

@@ -4,11 +4,9 @@ from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse
 
-from authz.context import AccessContext
+from interactions import bundle as door
 
-from ..outcomes import FhirError, information
-from ..search.engine import search as run_search
-from ..transaction import EntryResult, process_bundle
+from ..outcomes import information
 from . import bundles
 from .http import base_url, context, json_response, prefer_return, read_body
 from .paging import PAGE_PARAM, page_size
@@ -16,18 +14,24 @@ from .search import last, searchset, summary_mode, total_mode
 
 
 def batch(request: HttpRequest) -> HttpResponse:
-    kind, results = process_bundle(context(request), read_body(request))
+    outcome = door.batch(context(request), bundle=read_body(request), search_options=_search_options)
     wanted = prefer_return(request)
     base = base_url(request)
-    ctx = context(request)
-    entries = [_entry(base, result, wanted, ctx) for result in results]
-    text = bundles.bundle(f"{kind}-response", entries)
+    entries = [_entry(base, entry, wanted) for entry in outcome.entries]
+    text = bundles.bundle(f"{outcome.kind}-response", entries)
     return json_response(text, 200, request)
 
 
-def _entry(base: str, result: EntryResult, wanted: str, ctx: AccessContext) -> str:
+def _search_options(params: list[tuple[str, str]]) -> tuple[int, str | None, str | None]:
+    summary = summary_mode(params)
+    count = 0 if summary == "count" else page_size(None, params)
+    return count, last(params, PAGE_PARAM), "accurate" if summary == "count" else total_mode(params)
+
+
+def _entry(base: str, entry: door.BundleEntry, wanted: str) -> str:
+    result = entry.result
     if result.search is not None:
-        return _search_entry(ctx, base, *result.search)
+        return _search_entry(base, entry)
     stored = result.stored
     status = bundles_status(result.status)
     if stored is None:
@@ -36,7 +40,8 @@ def _entry(base: str, result: EntryResult, wanted: str, ctx: AccessContext) -> s
             response["outcome"] = result.outcome
         return bundles.entry(None, response=response)
     response = bundles.response_fields(stored, status, location=result.location)
-    resource = stored.body if wanted == "representation" and not stored.deleted else None
+    shown = entry.shown
+    resource = shown.body if wanted == "representation" and shown is not None and not shown.deleted else None
     if wanted == "OperationOutcome":
         response["outcome"] = information(status)
     return bundles.entry(
@@ -50,20 +55,11 @@ def bundles_status(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase}"
 
 
-def _search_entry(ctx: AccessContext, base: str, resource_type: str, params: list[tuple[str, str]]) -> str:
+def _search_entry(base: str, entry: door.BundleEntry) -> str:
     """A GET search entry, answered with its searchset Bundle (or the error of the search)."""
-    try:
-        summary = summary_mode(params)
-        page = run_search(
-            ctx,
-            resource_type=resource_type,
-            params=params,
-            count=0 if summary == "count" else page_size(None, params),
-            cursor=last(params, PAGE_PARAM),
-            total="accurate" if summary == "count" else total_mode(params),
-            base_urls=(base,),
-        )
-    except FhirError as exc:
+    if entry.search_error is not None:
+        exc = entry.search_error
         return bundles.entry(None, response={"status": bundles_status(exc.status), "outcome": exc.outcome()})
-    text = searchset(base, page, f"{base}/{resource_type}", params, summary=summary)
+    resource_type, params = entry.result.search
+    text = searchset(base, entry.page, f"{base}/{resource_type}", params, summary=summary_mode(params))
     return bundles.entry(text, response={"status": "200 OK"})

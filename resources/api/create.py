@@ -2,14 +2,15 @@
 
 from django.http import HttpRequest, HttpResponse
 
-from ..services import resource_create
+from interactions import write as door
+
 from .http import context, read_body
 from .write import write_response
 
 
 def create(request: HttpRequest, resource_type: str) -> HttpResponse:
     body = read_body(request)
-    result = resource_create(
+    result = door.create(
         context(request),
         resource_type=resource_type,
         body=body,

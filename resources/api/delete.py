@@ -2,9 +2,10 @@
 
 from django.http import HttpRequest, HttpResponse
 
+from interactions import write as door
+
 from .. import fhirjson
 from ..outcomes import information
-from ..services import resource_conditional_delete, resource_delete
 from .http import context, json_response
 
 
@@ -17,11 +18,11 @@ def _answer(request: HttpRequest, result) -> HttpResponse:
 
 
 def delete(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
-    return _answer(request, resource_delete(context(request), resource_type=resource_type, fhir_id=fhir_id))
+    return _answer(request, door.delete(context(request), resource_type=resource_type, fhir_id=fhir_id))
 
 
 def conditional_delete(request: HttpRequest, resource_type: str) -> HttpResponse:
-    result = resource_conditional_delete(
+    result = door.conditional_delete(
         context(request), resource_type=resource_type, criteria=request.META.get("QUERY_STRING", "")
     )
     return _answer(request, result)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
+from interactions import search as door
+
 from .. import fhirdates, fhirjson
 from ..outcomes import bad_request, not_found
 from ..search import everything as record
-from ..search.engine import everything as run_everything
 from .http import base_url, context
 from .paging import PAGE_PARAM, page_size
 from .search import last, render, request_params, strict_handling, summary_mode, total_mode
@@ -37,9 +38,9 @@ def everything(request: HttpRequest, fhir_id: str | None = None) -> HttpResponse
         if name not in ignored:
             ignored.append(name)
     summary = summary_mode(params)
-    page = run_everything(
+    page = door.everything(
         context(request),
-        patient_id=fhir_id,
+        fhir_id=fhir_id,
         since=_since(last(params, "_since")),
         types=_types(params),
         count=0 if summary == "count" else page_size(request, params),

@@ -3,9 +3,10 @@ with `_since`, `_at`, `_count` and keyset paging."""
 
 from django.http import HttpRequest, HttpResponse
 
+from interactions import read as door
+
 from .. import fhirdates
 from ..outcomes import bad_request
-from ..selectors import resource_history
 from . import bundles
 from .http import base_url, context, json_response
 from .paging import PAGE_PARAM, page_links, page_size
@@ -30,7 +31,7 @@ def history(
         if name not in _KNOWN:
             raise bad_request(f"Unknown history parameter '{name}'", code="not-supported")
     since = _instant_param(request, "_since")
-    page = resource_history(
+    page = door.history(
         context(request),
         resource_type=resource_type,
         fhir_id=fhir_id,

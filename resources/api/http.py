@@ -6,7 +6,6 @@ https://hl7.org/fhir/R4/http.html#mime-type, #ops (Prefer), #versioning (ETag), 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -14,13 +13,12 @@ from collections.abc import Callable
 from email.utils import format_datetime, parsedate_to_datetime
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from audit.services import settle, undo_last
-from authz.authentication import authenticate
+from authz.authentication import authenticate, origin_of, request_id
 from authz.context import AccessContext
+from interactions import door
 
 from .. import definitions, fhirjson
 from ..outcomes import FhirError, Issue, bad_request, error, operation_outcome
@@ -33,40 +31,33 @@ _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fh
 _SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 
 
-def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool = False):
-    """Wrap an interaction view: authenticate the caller (unless the view is `public`), negotiate the
-    format, map errors to OperationOutcome, never leak a traceback."""
+def fhir_view(
+    view: Callable[..., HttpResponse] | None = None,
+    *,
+    public: bool = False,
+    operations: dict[str, str] | None = None,
+):
+    """Wrap a route: authenticate the caller (unless the route is `public`), negotiate the format,
+    map errors to OperationOutcome, never leak a traceback. `operations` names the interaction each
+    HTTP method of the route is (the route declares it; nothing is guessed from the URL): a request
+    refused before it reaches the interaction layer is audited under that name."""
     if view is None:
-        return functools.partial(fhir_view, public=public)
+        return functools.partial(fhir_view, public=public, operations=operations)
+    declared = operations or {}
 
     @csrf_exempt
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        audited = not public and settings.FHIR_AUDIT
-        write = audited and request.method not in ("GET", "HEAD")
+        operation = declared.get(request.method, declared.get("GET" if request.method == "HEAD" else ""))
         try:
-            # A write and its audit row commit together or not at all (the services' own atomic
-            # blocks join this one).
-            try:
-                with transaction.atomic() if write else contextlib.nullcontext():
-                    response = _answer(view, request, public, args, kwargs)
-                    if write and response.status_code < 400:
-                        _audit(request, kwargs, response.status_code)
-            except BaseException:
-                if write:
-                    undo_last()
-                raise
-            if write:
-                settle()
+            response = _answer(view, request, public, operation or "unsupported", args, kwargs)
         except FhirError as exc:
             response = outcome_response(exc.status, exc.issues, exc.headers, request)
         except Exception:
             log.exception("Unhandled error in %s %s", request.method, request.path)
             response = outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
-        if audited and not (
-            write and response.status_code < 400 and not getattr(request, "_audit_failed", False)
-        ):
-            response = _audit_after(request, kwargs, response)
+        if not public:
+            response = _audit_unreached(request, operation or "unsupported", kwargs, response)
         ctx = getattr(request, "fhir_context", None)
         if ctx is not None:
             response["X-Request-Id"] = ctx.request_id
@@ -75,77 +66,54 @@ def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool =
     return wrapper
 
 
-def _answer(view, request: HttpRequest, public: bool, args, kwargs) -> HttpResponse:
+def _answer(view, request: HttpRequest, public: bool, operation: str, args, kwargs) -> HttpResponse:
     if not public:
         ctx = context(request)  # a bad credential is refused before anything else is looked at
         if request.headers.get("X-Explain", "").lower() == "true" and settings.FHIR_EXPLAIN:
-            explained = _explain(request, ctx, kwargs)
+            explained = _explain(request, ctx, operation, kwargs)
             if explained is not None:
                 return explained
     check_accept(request)
     return view(request, *args, **kwargs)
 
 
-def _audit(request: HttpRequest, kwargs: dict, status: int, reason: str = "") -> None:
-    """The request's audit row; raises when it cannot be written (the request then fails)."""
-    from audit.services import record
-    from authz.explain import operation_of
-
-    ctx = getattr(request, "fhir_context", None) or AccessContext.public()
-    operation, resource_type, fhir_id = operation_of(request.method, request.path, kwargs)
-    # A 404 may hide a resource the rules refused; it is recorded as a failure, like a missing one,
-    # so the log does not tell the two apart either (the rule columns say which rule allowed what).
-    outcome = "success" if status < 400 else "denied" if status in (401, 403) else "failure"
-    try:
-        record(
-            ctx,
-            http_method=request.method,
-            path=request.path,
-            operation=operation,
-            resource_type=resource_type,
-            resource_id=fhir_id or "",
-            query=request.META.get("QUERY_STRING", ""),
-            outcome=outcome,
-            status=status,
-            reason=reason,
-            client_ip=request.META.get("REMOTE_ADDR") or None,
-            user_agent=request.headers.get("User-Agent", ""),
-        )
-    except Exception:
-        request._audit_failed = True
-        log.exception("Could not write the audit row of %s %s", request.method, request.path)
-        raise
-
-
-def _audit_after(request: HttpRequest, kwargs: dict, response: HttpResponse) -> HttpResponse:
-    """Audit a read, a refusal or a failed write after the fact; if even that fails, so does the
-    request (nothing is served unaudited)."""
+def _audit_unreached(
+    request: HttpRequest, operation: str, kwargs: dict, response: HttpResponse
+) -> HttpResponse:
+    """A request that never reached an interaction (bad credential, body or method) is audited here,
+    through the interaction layer; if even that fails, so does the request."""
+    ctx = getattr(request, "fhir_context", None)
+    if ctx is None:
+        ctx = AccessContext.public(request_id(request), origin_of(request))
+        request.fhir_context = ctx
+    if door.reached(ctx):
+        return response
     reason = ""
     if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/fhir+json"):
         try:
             reason = json.loads(response.content)["issue"][0]["diagnostics"]
         except (ValueError, KeyError, IndexError, TypeError):
             reason = ""
+    target = (kwargs.get("resource_type") or "", kwargs.get("fhir_id") or "")
     try:
-        _audit(request, kwargs, response.status_code, reason)
+        door.record_refusal(ctx, operation, target, response.status_code, reason)
     except Exception:
+        log.exception("Could not write the audit row of %s %s", request.method, request.path)
         return outcome_response(500, [Issue("exception", "The request could not be audited")], {}, request)
-    settle()
     return response
 
 
-def _explain(request: HttpRequest, ctx: AccessContext, kwargs: dict) -> HttpResponse | None:
+def _explain(request: HttpRequest, ctx: AccessContext, operation: str, kwargs: dict) -> HttpResponse | None:
     """The rule chain's verdict on this request instead of its answer (Admin callers only); the
     X-Explain-Role / X-Explain-Identity headers evaluate it as another caller."""
-    from authz.explain import explain, operation_of
+    from authz.explain import explain
 
     if ctx.role != "Admin":
         return None
     role = request.headers.get("X-Explain-Role") or ctx.role
     identity = request.headers.get("X-Explain-Identity") or (ctx.identity if role == ctx.role else None)
     subject = AccessContext(role=role, identity=identity or None, request_id=ctx.request_id, method="explain")
-    operation, resource_type, fhir_id = operation_of(request.method, request.path, kwargs)
-    issues = explain(subject, operation, resource_type, fhir_id)
+    issues = explain(subject, operation, kwargs.get("resource_type") or "*", kwargs.get("fhir_id"))
     response = outcome_response(200, issues, {}, request)
     response["X-Request-Id"] = ctx.request_id
     return response

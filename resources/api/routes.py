@@ -15,7 +15,7 @@ def _method_not_allowed(request: HttpRequest, allowed: str):
     return failure
 
 
-@fhir_view
+@fhir_view(operations={"GET": "search", "POST": "transaction"})
 def system(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD"):
         return search.system_search(request)
@@ -24,7 +24,7 @@ def system(request: HttpRequest) -> HttpResponse:
     raise _method_not_allowed(request, "GET, POST")
 
 
-@fhir_view
+@fhir_view(operations={"POST": "search"})
 def system_search(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         return search.system_search(request)
@@ -38,14 +38,16 @@ def metadata(request: HttpRequest) -> HttpResponse:
     raise _method_not_allowed(request, "GET")
 
 
-@fhir_view
+@fhir_view(operations={"GET": "history"})
 def system_history(request: HttpRequest) -> HttpResponse:
     if request.method in ("GET", "HEAD"):
         return history.history(request)
     raise _method_not_allowed(request, "GET")
 
 
-@fhir_view
+@fhir_view(
+    operations={"GET": "search", "POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
+)
 def type_level(request: HttpRequest, resource_type: str) -> HttpResponse:
     method = request.method
     if method in ("GET", "HEAD"):
@@ -61,21 +63,21 @@ def type_level(request: HttpRequest, resource_type: str) -> HttpResponse:
     raise _method_not_allowed(request, "GET, POST, PUT, PATCH, DELETE")
 
 
-@fhir_view
+@fhir_view(operations={"POST": "search"})
 def type_search(request: HttpRequest, resource_type: str) -> HttpResponse:
     if request.method == "POST":
         return search.search(request, resource_type)
     raise _method_not_allowed(request, "POST")
 
 
-@fhir_view
+@fhir_view(operations={"GET": "history"})
 def type_history(request: HttpRequest, resource_type: str) -> HttpResponse:
     if request.method in ("GET", "HEAD"):
         return history.history(request, resource_type)
     raise _method_not_allowed(request, "GET")
 
 
-@fhir_view
+@fhir_view(operations={"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"})
 def instance(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
     method = request.method
     if method in ("GET", "HEAD"):
@@ -89,7 +91,7 @@ def instance(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResp
     raise _method_not_allowed(request, "GET, PUT, PATCH, DELETE")
 
 
-@fhir_view
+@fhir_view(operations={"GET": "search", "POST": "search"})
 def compartment(
     request: HttpRequest, resource_type: str, fhir_id: str, member_type: str, post: bool = False
 ) -> HttpResponse:
@@ -99,12 +101,12 @@ def compartment(
     raise _method_not_allowed(request, allowed[0])
 
 
-@fhir_view
+@fhir_view(operations={"GET": "everything"})
 def type_everything(request: HttpRequest, resource_type: str) -> HttpResponse:
     return _everything(request, resource_type, None)
 
 
-@fhir_view
+@fhir_view(operations={"GET": "everything"})
 def instance_everything(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
     return _everything(request, resource_type, fhir_id)
 
@@ -117,14 +119,14 @@ def _everything(request: HttpRequest, resource_type: str, fhir_id: str | None) -
     raise _method_not_allowed(request, "GET")
 
 
-@fhir_view
+@fhir_view(operations={"GET": "history"})
 def instance_history(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
     if request.method in ("GET", "HEAD"):
         return history.history(request, resource_type, fhir_id)
     raise _method_not_allowed(request, "GET")
 
 
-@fhir_view
+@fhir_view(operations={"GET": "vread"})
 def version(request: HttpRequest, resource_type: str, fhir_id: str, version_id: str) -> HttpResponse:
     if request.method in ("GET", "HEAD"):
         return read.vread(request, resource_type, fhir_id, version_id)

@@ -16,11 +16,12 @@ from urllib.parse import parse_qsl
 
 from django.http import HttpRequest, HttpResponse
 
+from interactions import search as door
+
 from .. import fhirjson
 from ..outcomes import Issue, bad_request, error, not_found, operation_outcome
 from ..search.criteria import refuse_nul
 from ..search.engine import SearchPage
-from ..search.engine import search as run_search
 from ..services import Stored
 from . import bundles
 from .http import base_url, context, json_response, subset
@@ -104,7 +105,7 @@ def _search(
     summary = summary_mode(params)
     mode = total_mode(params)
     count = 0 if summary == "count" else page_size(request, params)
-    page = run_search(
+    page = door.search(
         context(request),
         resource_type=resource_type,
         params=params,

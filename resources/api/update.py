@@ -2,14 +2,15 @@
 
 from django.http import HttpRequest, HttpResponse
 
-from ..services import resource_conditional_update, resource_update
+from interactions import write as door
+
 from .http import context, read_body
 from .write import write_response
 
 
 def update(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
     body = read_body(request)
-    result = resource_update(
+    result = door.update(
         context(request),
         resource_type=resource_type,
         fhir_id=fhir_id,
@@ -21,7 +22,7 @@ def update(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpRespon
 
 def conditional_update(request: HttpRequest, resource_type: str) -> HttpResponse:
     body = read_body(request)
-    result = resource_conditional_update(
+    result = door.conditional_update(
         context(request),
         resource_type=resource_type,
         criteria=request.META.get("QUERY_STRING", ""),

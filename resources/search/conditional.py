@@ -9,16 +9,23 @@ remove the wrong resources.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import parse_qsl
 
 from django.db.models import Q
 
-from authz.context import AccessContext
+from authz import rules
+from authz.context import SYSTEM, AccessContext
 
+from .. import fhirjson
 from ..models import Resource
 from ..outcomes import bad_request
 from . import access
 from .criteria import build_criteria
+
+# Candidates the search narrowing lets through are decided one by one as reads; a criteria that
+# matches more than this many rows the caller may search but not read finds nothing further.
+_MAX_CANDIDATES = 100
 
 
 def parse_criteria(query: str) -> list[tuple[str, str]]:
@@ -48,6 +55,17 @@ def criteria_filter(ctx: AccessContext, resource_type: str, pairs: list[tuple[st
 
 def find_matches(ctx: AccessContext, resource_type: str, query: str, *, limit: int = 2) -> list[Resource]:
     """Up to `limit` current resources of `resource_type` matching `query`, among those the caller may
-    search: a match it may not see is not revealed, not even by a conditional create's outcome."""
+    search and read: matching is a read, so each candidate is decided as `GET [type]/[id]` would be
+    (body-checking rules included). A match it may not read is not revealed, not even by a
+    conditional create's outcome."""
     condition = criteria_filter(ctx, resource_type, parse_criteria(query))
-    return list(access.rows(ctx, "search", [resource_type]).filter(condition).order_by("pk")[:limit])
+    candidates = access.rows(ctx, "search", [resource_type]).filter(condition).order_by("pk")
+    if ctx.role == SYSTEM:
+        return list(candidates[:limit])
+    found: list[Resource] = []
+    for row in candidates[:_MAX_CANDIDATES]:
+        if rules.readable(ctx, resource_type, row.pk, functools.partial(fhirjson.loads, row.body)):
+            found.append(row)
+            if len(found) >= limit:
+                break
+    return found

@@ -100,7 +100,7 @@ def test_unexpected_error_is_500_outcome_without_traceback(fhir, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("resources.api.read.resource_read", boom)
+    monkeypatch.setattr("resources.selectors.resource_read", boom)
     response = fhir.get("Patient/x")
     assert response.status_code == 500
     assert response.json_body["resourceType"] == "OperationOutcome"
