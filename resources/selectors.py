@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from audit.services import note_results
 from authz import rules
 from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize
 
-from . import fhirjson
+from . import fhirjson, versions
 from .fhirdates import aware
 from .models import Resource, ResourceVersion
-from .outcomes import bad_request, gone, not_found
+from .outcomes import FhirError, bad_request, gone, not_found
 from .services import Stored, check_type
 
 # Reads by id are the hottest path of the server, and compiling the equivalent ORM query costs
@@ -76,27 +76,38 @@ def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, opera
 
 
 def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, version: str) -> Stored:
-    """A version, under the rules as they apply to the resource's current state."""
+    """A version, decided and shaped on its own content: exactly what a read of it would return had
+    it been current (versions.py). One the caller may not see answers like a missing one."""
     check_type(resource_type)
     authorize(ctx, "vread", resource_type)
+    # One answer for a missing resource, a missing version and a version the caller may not see.
+    missing = _unknown(resource_type, fhir_id)
     if not version.isdigit() or len(version) > 9 or not fhirjson.is_valid_id(fhir_id):
-        raise not_found(f"{resource_type}/{fhir_id} has no version '{version}'")
+        raise missing
     current = _fetch_one(_READ_SQL, [resource_type, fhir_id])
-    if current is None:
-        raise _unknown(resource_type, fhir_id)
-    pk, _version, _updated, deleted, current_body = current
-    if deleted:
-        rule = None
-        if not _sees_whole_type(ctx, "vread", resource_type):
-            raise _unknown(resource_type, fhir_id)
-    else:
-        rule = _decide(ctx, "vread", resource_type, fhir_id, pk, current_body)
-    row = _fetch_one(_VREAD_SQL, [resource_type, fhir_id, int(version)])
+    row = _fetch_one(_VREAD_SQL, [resource_type, fhir_id, int(version)]) if current else None
     if row is None:
-        raise not_found(f"{resource_type}/{fhir_id} has no version {version}")
+        raise missing
+    pk, current_version, _updated, deleted, current_body = current
     last_updated, body = row
+    whole = versions.whole_type_rule(ctx, "vread", resource_type)
     if body is None:
-        raise gone(f"Version {version} of {resource_type}/{fhir_id} is a deletion")
+        # A deletion has no content to decide on: only a caller who sees every resource of the type
+        # learns that it happened.
+        if ctx.role == SYSTEM or whole is not None:
+            raise gone(f"Version {version} of {resource_type}/{fhir_id} is a deletion")
+        raise missing
+    if ctx.role == SYSTEM:
+        rule = None
+    elif whole is not None:
+        rule = whole
+        rules.note_rule(ctx, rule.name, rule.property_filters)
+    elif int(version) == current_version and not deleted:
+        rule = _decide(ctx, "vread", resource_type, fhir_id, pk, current_body)
+    else:
+        rule = versions.decide_version(ctx, "vread", resource_type, fhir_id, pk, body)
+        if rule is None:
+            raise missing
     return _returned(
         ctx,
         Stored(resource_type, fhir_id, int(version), aware(last_updated), rules.shape(rule, body), pk=pk),
@@ -111,13 +122,6 @@ def _returned(ctx: AccessContext, stored: Stored) -> Stored:
 def _unknown(resource_type: str, fhir_id: str):
     # One message for "missing" and "not yours": the caller cannot tell them apart.
     return not_found(f"{resource_type}/{fhir_id} is not known")
-
-
-def _sees_whole_type(ctx: AccessContext, operation: str, resource_type: str) -> bool:
-    if ctx.role == SYSTEM:
-        return True
-    first = rules.matching(ctx, operation, resource_type)
-    return bool(first) and first[0].unconditional
 
 
 def _decide(ctx: AccessContext, operation: str, resource_type: str, fhir_id: str, pk: int, body: str):
@@ -171,87 +175,190 @@ def resource_history(
     count: int,
     cursor: str | None = None,
 ) -> HistoryPage:
-    """Versions newest first, keyset-paged on (last_updated, pk) so pages stay stable under writes."""
+    """Versions newest first, keyset-paged on (last_updated, pk) so pages stay stable under writes.
+
+    Every version is decided and shaped on its own content, exactly as a read of it would be
+    (versions.py): at every level, for every caller. A caller whose rules decide row by row gets the
+    versions it may see among the next few hundred, so a page can be short; its `next` link goes on
+    from where this page stopped looking."""
     if resource_type is not None:
         check_type(resource_type)
     authorize(ctx, "history", resource_type or "*")
     types = [resource_type] if resource_type is not None else None
-    versions = ResourceVersion.objects.all()
-    total = None
-    instance_rule = None
+    found = ResourceVersion.objects.all()
     if resource_type is not None:
-        versions = versions.filter(resource_type=resource_type)
+        found = found.filter(resource_type=resource_type)
     if fhir_id is not None:
-        if not fhirjson.is_valid_id(fhir_id):
+        if not fhirjson.is_valid_id(fhir_id) or _fetch_one(_READ_SQL, [resource_type, fhir_id]) is None:
             raise _unknown(resource_type, fhir_id)
-        versions = versions.filter(fhir_id=fhir_id)
-        current = _fetch_one(_READ_SQL, [resource_type, fhir_id])
-        if current is None:
-            raise _unknown(resource_type, fhir_id)
-        pk, _version, _updated, deleted, body = current
-        if deleted:
-            if not _sees_whole_type(ctx, "history", resource_type):
-                raise _unknown(resource_type, fhir_id)
-        else:
-            instance_rule = _decide(ctx, "history", resource_type, fhir_id, pk, body)
-    elif ctx.role != SYSTEM and not all(_sees_whole_type(ctx, "history", t) for t in types or ["*"]):
-        # A listing keeps the versions of the resources the caller may see now (deleted ones, which
-        # no rule can be evaluated on, only for callers who may see every resource of the type).
-        visible = Resource.objects.restrict(ctx, "history", types).values("pk")
-        versions = versions.filter(resource_id__in=visible)
+        found = found.filter(fhir_id=fhir_id)
+    judge = _VersionJudge(ctx, types)
+    found = judge.candidates(found, instance=fhir_id is not None)
     if since is not None:
-        versions = versions.filter(last_updated__gte=since)
+        found = found.filter(last_updated__gte=since)
     if at is not None:
         low, high = at
         # Current at some point in [low, high]: written before high and not replaced before low.
         replaced = ResourceVersion.objects.filter(
             resource_id=OuterRef("resource_id"), version__gt=OuterRef("version"), last_updated__lte=low
         )
-        versions = versions.filter(last_updated__lte=high).exclude(Exists(replaced))
-    if fhir_id is not None and cursor is None:
-        total = versions.count()
+        found = found.filter(last_updated__lte=high).exclude(Exists(replaced))
+    total = found.count() if fhir_id is not None and cursor is None and judge.sees_all else None
     if cursor is not None:
         moment, pk = _parse_cursor(cursor)
-        versions = versions.filter(Q(last_updated__lt=moment) | Q(last_updated=moment, pk__lt=pk))
+        found = found.filter(Q(last_updated__lt=moment) | Q(last_updated=moment, pk__lt=pk))
+    scan = count + 1 if judge.sees_all else count * _SCAN_FACTOR + _SCAN_EXTRA
     rows = list(
-        versions.order_by("-last_updated", "-pk").values_list(
-            "pk", "resource_type", "fhir_id", "version", "last_updated", "method", "body"
-        )[: count + 1]
+        found.order_by("-last_updated", "-pk").values_list(
+            "pk",
+            "resource_type",
+            "fhir_id",
+            "version",
+            "last_updated",
+            "method",
+            "body",
+            "resource_id",
+            "resource__version",
+            "resource__deleted",
+        )[:scan]
     )
-    next_cursor = _cursor(rows[count - 1][4], rows[count - 1][0]) if len(rows) > count and count else None
-    rows = rows[:count]
-    shaping = _history_rules(ctx, types, rows) if fhir_id is None else {}
+    kept = judge.keep(rows, count + 1)
+    if len(kept) > count and count:
+        last = kept[count - 1][0]
+        next_cursor = _cursor(last[4], last[0])
+    elif len(rows) == scan and count and not judge.sees_all:
+        next_cursor = _cursor(rows[-1][4], rows[-1][0])  # nothing more was looked at: go on from here
+    else:
+        next_cursor = None
     entries = [
         HistoryEntry(
-            Stored(
-                rtype,
-                rid,
-                ver,
-                updated,
-                rules.shape(instance_rule or shaping.get((rtype, rid)), body) if body else "",
-                deleted=body is None,
-            ),
+            Stored(rtype, rid, ver, updated, body, deleted=raw is None),
             method,
         )
-        for _pk, rtype, rid, ver, updated, method, body in rows
+        for (_pk, rtype, rid, ver, updated, method, raw, *_rest), body in kept[:count]
     ]
+    if fhir_id is not None and not entries and cursor is None and not judge.sees_all:
+        # Nothing to show of a resource the caller may not read now either: it does not exist for it.
+        pk, _version, _updated, deleted, current_body = _fetch_one(_READ_SQL, [resource_type, fhir_id])
+        if deleted:
+            raise _unknown(resource_type, fhir_id)
+        _decide(ctx, "history", resource_type, fhir_id, pk, current_body)  # 404 when it may not
     note_results(ctx, [entry.stored for entry in entries])
     return HistoryPage(entries, next_cursor, total)
 
 
-def _history_rules(ctx: AccessContext, types: list[str] | None, rows: list[tuple]) -> dict:
-    """The authorising rule of each resource on a history page, when some rule redacts (one query)."""
-    case = rules.rule_case(ctx, "history", types)
-    if case is None or not rows:
-        return {}
-    keys = {(row[1], row[2]) for row in rows}
-    condition = Q()
-    for rtype, rid in keys:
-        condition |= Q(resource_type=rtype, fhir_id=rid)
-    found = (
-        Resource.objects.restrict(ctx, "history", types)
-        .filter(condition)
-        .annotate(access_rule=case)
-        .values_list("resource_type", "fhir_id", "access_rule")
-    )
-    return {(rtype, rid): rules.rule_at(ctx, position) for rtype, rid, position in found}
+# How many versions a page of a row-by-row decided history looks at: `_count` times this, plus this.
+_SCAN_FACTOR = 5
+_SCAN_EXTRA = 50
+
+
+class _VersionJudge:
+    """Which versions of a history listing the caller may see, and how each one is shaped."""
+
+    def __init__(self, ctx: AccessContext, types: list[str] | None) -> None:
+        self.ctx = ctx
+        self.types = types
+        self.system = ctx.role == SYSTEM
+        covered = None if self.system else self._covered_types()
+        self.covered = covered  # None: every type
+        self.whole = {} if self.system else self._whole_types(covered)
+        wanted = covered if types is None else types
+        self.sees_all = self.system or (wanted is not None and all(t in self.whole for t in wanted))
+
+    def _covered_types(self) -> list[str] | None:
+        """The types some history rule of the caller covers (None: every type)."""
+        if self.types is not None:
+            return self.types
+        found: set[str] = set()
+        for rule in rules.matching(self.ctx, "history", "*"):
+            if rule.resources is None:
+                return None
+            found |= rule.resources
+        return sorted(found)
+
+    def _whole_types(self, covered: list[str] | None) -> dict[str, rules.CompiledRule]:
+        from . import definitions
+
+        whole = {}
+        for one in covered if covered is not None else sorted(definitions.resource_types()):
+            rule = versions.whole_type_rule(self.ctx, "history", one)
+            if rule is not None:
+                whole[one] = rule
+        return whole
+
+    def candidates(self, found, *, instance: bool):
+        """Narrow in SQL to versions that may be visible: of a type seen whole, of a resource visible
+        now, or not the current state of a live resource (those are decided one by one)."""
+        if self.system or self.sees_all:
+            return found
+        if self.covered is not None:
+            found = found.filter(resource_type__in=self.covered)
+        if instance:
+            return found
+        visible = Resource.objects.restrict(self.ctx, "history", self.types).values("pk")
+        past = Q(resource__deleted=True) | Q(resource__version__gt=F("version"))
+        return found.filter(Q(resource_type__in=sorted(self.whole)) | Q(resource_id__in=visible) | past)
+
+    def keep(self, rows: list[tuple], limit: int) -> list[tuple[tuple, str]]:
+        """(row, body as shown; '' for a deletion) for the rows the caller may see, at most `limit`."""
+        current = self._current_rules(rows)
+        kept = []
+        for row in rows:
+            if len(kept) >= limit:
+                break
+            shown = self._shown(row, current)
+            if shown is not None:
+                kept.append((row, shown))
+        return kept
+
+    def _shown(self, row: tuple, current: dict) -> str | None:
+        _pk, rtype, rid, ver, _updated, _method, body, resource_pk, current_version, deleted = row
+        if self.system:
+            return body if body is not None else ""
+        whole = self.whole.get(rtype)
+        if whole is not None:
+            rules.note_rule(self.ctx, whole.name, whole.property_filters)
+            return rules.shape(whole, body) if body is not None else ""
+        if body is None:
+            return None  # a deletion has no content to decide on
+        if ver == current_version and not deleted:
+            if resource_pk not in current:
+                return None
+            rule = current[resource_pk]
+        else:
+            try:
+                rule = versions.decide_version(self.ctx, "history", rtype, rid, resource_pk, body)
+            except FhirError:
+                return None
+        if rule is None:
+            return None
+        if rule.validator.checks_body and rule.validator.check(self.ctx, fhirjson.loads(body)) is not True:
+            return None
+        return rules.shape(rule, body)
+
+    def _current_rules(self, rows: list[tuple]) -> dict[int, rules.CompiledRule]:
+        """The authorising rule of each live resource whose current version is on the page (one query)."""
+        if self.system:
+            return {}
+        pks = {
+            row[7]
+            for row in rows
+            if row[1] not in self.whole and row[3] == row[8] and not row[9] and row[6] is not None
+        }
+        if not pks:
+            return {}
+        types = sorted({row[1] for row in rows if row[7] in pks})
+        out: dict[int, rules.CompiledRule] = {}
+        for one in types:
+            case = rules.rule_case(self.ctx, "history", [one])
+            visible = Resource.objects.restrict(self.ctx, "history", [one]).filter(pk__in=sorted(pks))
+            if case is None:
+                first = rules.matching(self.ctx, "history", one)
+                for pk in visible.values_list("pk", flat=True):
+                    out[pk] = first[0]
+                continue
+            for pk, position in visible.annotate(access_rule=case).values_list("pk", "access_rule"):
+                rule = rules.rule_at(self.ctx, position)
+                if rule is not None:
+                    out[pk] = rule
+        return out
