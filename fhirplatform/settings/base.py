@@ -188,9 +188,24 @@ FHIR_AUDIT = env.bool("FHIR_AUDIT", default=True)
 FHIR_EXPLAIN = env.bool("FHIR_EXPLAIN", default=False)
 # Tolerated clock difference when checking exp/nbf/iat of external JWTs, in seconds.
 FHIR_JWT_LEEWAY = _int_setting("FHIR_JWT_LEEWAY", 60, minimum=0)
-# Lifetime of API tokens minted without an explicit one (seconds; 0 = no expiry for durable ones).
-FHIR_API_TOKEN_TTL = _int_setting("FHIR_API_TOKEN_TTL", 0, minimum=0)
+# API token lifetimes, seconds. Every token expires: FHIR_TOKEN_MAX_LIFETIME is the longest lifetime
+# that `$api-token`, `$exchange-token` and `issue_token` accept (a longer one, or 0, is refused, never
+# clamped); the TTLs are the lifetimes of tokens minted without one (durable tokens, including those
+# traded for a one-time token at `$exchange-token`, and one-time tokens).
+_TEN_YEARS = 10 * 365 * 24 * 3600  # an expiry date beyond that is a typo, not a policy
+FHIR_TOKEN_MAX_LIFETIME = _int_setting("FHIR_TOKEN_MAX_LIFETIME", 365 * 24 * 3600)
+FHIR_API_TOKEN_TTL = _int_setting("FHIR_API_TOKEN_TTL", 90 * 24 * 3600)
 FHIR_ONE_TIME_TOKEN_TTL = _int_setting("FHIR_ONE_TIME_TOKEN_TTL", 24 * 3600)
+if FHIR_TOKEN_MAX_LIFETIME > _TEN_YEARS:
+    raise ImproperlyConfigured(f"FHIR_TOKEN_MAX_LIFETIME must be at most {_TEN_YEARS} seconds (ten years)")
+for _name, _ttl in (
+    ("FHIR_API_TOKEN_TTL", FHIR_API_TOKEN_TTL),
+    ("FHIR_ONE_TIME_TOKEN_TTL", FHIR_ONE_TIME_TOKEN_TTL),
+):
+    if _ttl > FHIR_TOKEN_MAX_LIFETIME:
+        raise ImproperlyConfigured(
+            f"{_name} must not exceed FHIR_TOKEN_MAX_LIFETIME ({FHIR_TOKEN_MAX_LIFETIME})"
+        )
 
 LOGGING = {
     "version": 1,
