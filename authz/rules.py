@@ -511,9 +511,14 @@ def blocked_include(ctx: AccessContext, operation: str, resource_type: str, spec
 
 
 def refuse_param(code: str, resource_type: str, rule: CompiledRule) -> FhirError:
-    return error(
+    """403 for a blocked parameter or include. The client is told what was refused, never which rule
+    or validator refused it (rule names describe the access policy); the rule's name rides on the
+    exception as `reason`, for the audit row and the operator (explain names it too)."""
+    failure = error(
         403,
         "forbidden",
-        f"Search parameter '{code}' on {resource_type} is not allowed for your role (rule '{rule.name}')",
+        f"Search parameter '{code}' on {resource_type} is not allowed for your role",
         expression=(code,),
     )
+    failure.reason = f"Search parameter '{code}' on {resource_type} blocked by rule '{rule.name}'"
+    return failure

@@ -37,6 +37,17 @@ rules:
 """
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rule_cache():
+    """The compiled rules are cached per rule-set version; each test's rolled-back database reuses
+    version numbers, so a rule set one test loaded must not answer for another's."""
+    from authz.rules import forget_rules
+
+    forget_rules()
+    yield
+    forget_rules()
+
+
 @pytest.fixture
 def world(fhir):
     ruleset.replace_rules(ruleset.parse_yaml(RULES))
@@ -290,3 +301,38 @@ def test_migration_upgrades_the_stored_default_rule(fhir):
     assert Rule.objects.get(name="admin-all").operations == ["*", "generate-token", "materialize"]
     assert Rule.objects.get(name="other").operations == ["*"]
     assert RuleSetVersion.objects.get().version == 8
+
+
+def test_refusals_do_not_name_rules_or_validators(world):
+    """Issue 10, item 12: 403 texts named the rule and its validator, telling a client how the access
+    policy is built. They say what was refused; the rule's name stays for the audit and explain."""
+    from authz import rules
+    from authz.context import AccessContext
+
+    ruleset.replace_rules(
+        ruleset.parse_yaml(
+            RULES
+            + """
+  - {name: secret-audit-policy, role: Auditor, resource: AuditEvent, operation: [search], validator: PatientCompartment}
+"""
+        )
+    )
+    researcher = _as(world, "Researcher")
+    refusals = [
+        researcher.get("Patient?name=Andersson"),
+        researcher.get("Patient?address=x"),
+        researcher.get("Patient?_include=Patient:general-practitioner"),
+        _as(world, "Auditor", "Patient/ann").get("AuditEvent"),
+    ]
+    for response in refusals:
+        assert response.status_code == 403, response.content
+        text = response.content.decode()
+        assert response.json_body["resourceType"] == "OperationOutcome"
+        for secret in ("research-anonymised", "secret-audit-policy", "rule", "Allowed", "PatientCompartment"):
+            assert secret not in text, (secret, text)
+    # the refusal still knows the rule, for the audit row
+    ctx = AccessContext(role="Researcher")
+    blocked = rules.blocked_params(ctx, "search", "Patient")["name"]
+    failure = rules.refuse_param("name", "Patient", blocked)
+    assert "research-anonymised" in failure.reason
+    assert "research-anonymised" not in failure.issues[0].diagnostics
