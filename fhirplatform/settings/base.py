@@ -9,7 +9,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from fhirplatform.keys import signing_key
+from fhirplatform.keys import secret_key, signing_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -176,6 +176,15 @@ OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 # The authorization endpoint sends a user who is not logged in here.
 LOGIN_URL = "/admin/login/"
+
+# Key of the `pseudonymize` property filter (authz/filters.py): HMAC-SHA256 over element path and
+# value. A key of its own, not SECRET_KEY: give it in FHIR_PSEUDONYM_KEY (at least 32 characters),
+# or as a file path; in the embedded mode a random key is generated into the file on first use.
+# Every server of a deployment needs the same key, and changing it changes every pseudonym.
+FHIR_PSEUDONYM_KEY_FILE = env.str("FHIR_PSEUDONYM_KEY_FILE", default=str(BASE_DIR / "var" / "pseudonym.key"))
+FHIR_PSEUDONYM_KEY = env.str("FHIR_PSEUDONYM_KEY", default="") or secret_key(FHIR_PSEUDONYM_KEY_FILE)
+if len(FHIR_PSEUDONYM_KEY) < 32:
+    raise ImproperlyConfigured("FHIR_PSEUDONYM_KEY must have at least 32 characters (e.g. 64 hex digits)")
 
 # External OIDC issuers whose JWTs are accepted, as a JSON list of objects with the fields of
 # authz.models.TrustedIssuer (issuer, jwks_url or discovery_url, audience, claim names, ...).
