@@ -133,6 +133,16 @@ CHANNEL_LAYERS = {
     )
 }
 
+# Sign-in throttling counters (authz/login.py) must be shared by every process: Redis when there is
+# one, else the per-process memory cache (the embedded mode runs one process).
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 # --- FHIR API ---
@@ -184,8 +194,13 @@ OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
 OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
 OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
-# The authorization endpoint sends a user who is not logged in here.
-LOGIN_URL = "/admin/login/"
+# The authorization endpoint sends a user who is not signed in here: the end users' page
+# (authz/login.py), not the staff-only console login.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/accounts/"
+# Failed sign-ins per account name within the window before the name is refused for the window.
+FHIR_LOGIN_MAX_FAILURES = _int_setting("FHIR_LOGIN_MAX_FAILURES", 10)
+FHIR_LOGIN_FAILURE_WINDOW = _int_setting("FHIR_LOGIN_FAILURE_WINDOW", 15 * 60)
 
 # Key of the `pseudonymize` property filter (authz/filters.py): HMAC-SHA256 over element path and
 # value. A key of its own, not SECRET_KEY: give it in FHIR_PSEUDONYM_KEY (at least 32 characters),
