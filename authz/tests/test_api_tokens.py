@@ -382,3 +382,23 @@ def test_identity_must_exist_when_minting():
     )
     token, _ = tokens.mint(role="Device", identity=f"Device/{created.stored.fhir_id}")
     assert token.identity.startswith("Device/")
+
+
+def test_upgrade_gives_tokens_without_expiry_one(settings):
+    """Tokens minted before every token expired (expires NULL) get FHIR_TOKEN_MAX_LIFETIME from the
+    upgrade; revoked ones are left alone."""
+    import importlib
+
+    from django.apps import apps
+
+    token, _ = tokens.mint(role="Admin", ttl=600)
+    revoked, _ = tokens.mint(role="Admin", ttl=600)
+    ApiToken.objects.filter(pk__in=[token.pk, revoked.pk]).update(expires=None)
+    tokens.revoke(str(revoked.pk))
+    migration = importlib.import_module("authz.migrations.0006_tokens_without_expiry_expire")
+    migration.give_expiry(apps, None)
+    token.refresh_from_db()
+    revoked.refresh_from_db()
+    left = (token.expires - timezone.now()).total_seconds()
+    assert settings.FHIR_TOKEN_MAX_LIFETIME - 60 <= left <= settings.FHIR_TOKEN_MAX_LIFETIME
+    assert revoked.expires is None
