@@ -102,14 +102,19 @@ def _authorize(ctx: AccessContext, operation: str) -> None:
         return  # the platform itself
     first = rules[0]
     if not first.unconditional or first.property_filters:
-        raise error(
+        # The client is not told which rule or validator refused; `reason` keeps it for the audit row.
+        failure = error(
             403,
             "forbidden",
-            f"AuditEvent is served from the audit log, which access rules cannot narrow: {operation} on "
-            f"AuditEvent needs an Allowed rule without property filters, and the first rule that "
-            f"matches, '{first.name}', is {first.validator.name}"
-            + (" with property filters" if first.property_filters else ""),
+            f"Role '{ctx.role}' may not {operation} AuditEvent: the audit log is served only to roles "
+            "granted it without conditions",
         )
+        failure.reason = (
+            f"AuditEvent needs an Allowed rule without property filters; the first that matches, "
+            f"'{first.name}', is {first.validator.name}"
+            + (" with property filters" if first.property_filters else "")
+        )
+        raise failure
     note_rule(ctx, first.name)
 
 

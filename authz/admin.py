@@ -7,6 +7,7 @@ A token's secret is shown once, on the page that answers its creation, and is ke
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -19,14 +20,20 @@ class ApiTokenForm(forms.ModelForm):
     ttl = forms.IntegerField(
         label="Lifetime (seconds)",
         required=False,
-        min_value=0,
-        max_value=tokens.MAX_TTL,
-        help_text="Empty: the configured default. 0: no expiry.",
+        min_value=1,
+        help_text="Empty: the configured default. Every token expires (at most FHIR_TOKEN_MAX_LIFETIME).",
     )
 
     class Meta:
         model = ApiToken
         fields = ["role", "identity", "kind", "label"]
+
+    def clean_ttl(self):
+        ttl = self.cleaned_data.get("ttl")
+        limit = settings.FHIR_TOKEN_MAX_LIFETIME
+        if ttl is not None and ttl > limit:
+            raise forms.ValidationError(f"At most {limit} seconds (FHIR_TOKEN_MAX_LIFETIME)")
+        return ttl
 
     def clean(self):
         data = super().clean()

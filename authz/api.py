@@ -2,13 +2,14 @@
 
 `POST [base]/{Patient|Practitioner|RelatedPerson|Device}/[id]/$api-token` mints a token for that
 identity; it needs the `generate-token` operation, so only a rule can grant it. The input is an
-optional Parameters resource: `kind` (code: durable | one-time), `lifetime` (integer seconds; 0 =
-no expiry for a durable token) and `label` (string). The secret is in the response once and never
+optional Parameters resource: `kind` (code: durable | one-time), `lifetime` (integer seconds, 1 to
+FHIR_TOKEN_MAX_LIFETIME; 0 or more is a 400, since every token expires) and `label` (string). The secret is in the response once and never
 again: it is not stored, only its hash.
 
 `POST [base]/$exchange-token`, authenticated with a one-time token (which that request consumes),
 returns a durable token for the same identity and role: the app scanned a QR code with a one-time
-token and keeps the durable one. Optional Parameters: `lifetime`, `label`.
+token and keeps the durable one. Optional Parameters: `lifetime` (default FHIR_API_TOKEN_TTL, at most
+FHIR_TOKEN_MAX_LIFETIME), `label`.
 """
 
 from __future__ import annotations

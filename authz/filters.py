@@ -7,11 +7,14 @@ what to do with them:
 - `mask`: every text leaf under it becomes `***`; numbers, booleans, dates and times are deleted,
   so nothing of the original value survives (only the fact that there was one);
 - `pseudonymize`: every text leaf under it becomes a stable keyed hash (HMAC-SHA256 keyed with
-  settings.SECRET_KEY, first 16 hex digits), so a caller can match the same value across responses
-  without reading it. The `system`, `use` and `type` of each item are kept as they are: they say
-  which namespace and kind an Identifier (or ContactPoint) belongs to, not who it identifies.
-  Numbers, booleans, dates and times are deleted as for `mask`. Rotating SECRET_KEY changes every
-  pseudonym;
+  settings.FHIR_PSEUDONYM_KEY, a key of its own, over the element path and the value; 128 bits as 32
+  hex digits), so a caller can match the same value across responses without reading it. The path
+  is the filter's path without its type plus the keys below it (`identifier.value`,
+  `subject.reference`), so the same text in two elements gives two pseudonyms, while `subject` of an
+  Observation and of a Condition still link. The `system`, `use` and `type` of each item are kept
+  as they are: they say which namespace and kind an Identifier (or ContactPoint) belongs to, not
+  who it identifies. Numbers, booleans, dates and times are deleted as for `mask`. Changing
+  FHIR_PSEUDONYM_KEY changes every pseudonym;
 - `generalize-year` / `generalize-month`: a date, dateTime or instant keeps only `YYYY` /
   `YYYY-MM` (of the date as written, so a dateTime's own time zone decides the day).
 
@@ -249,8 +252,9 @@ def _branches(resource_type: str, steps: Path) -> tuple[Branch, ...]:
 
 # --- applying -------------------------------------------------------------------------------------
 
-# What one filter does on one type: its action and the JSON branches it follows.
-_Step = tuple[str, tuple[Branch, ...]]
+# What one filter does on one type: its action, the element path it names (without the type: the
+# pseudonym key's context) and the JSON branches it follows.
+_Step = tuple[str, str, tuple[Branch, ...]]
 
 
 @lru_cache(maxsize=4096)
@@ -261,7 +265,7 @@ def _plan(resource_type: str, filters: tuple[PropertyFilter, ...]) -> tuple[_Ste
             continue
         branches = _branches(resource_type, filt.steps)
         if branches:
-            plan.append((filt.action, branches))
+            plan.append((filt.action, ".".join(filt.steps), branches))
     return tuple(plan)
 
 
@@ -281,9 +285,9 @@ def _apply(resource: dict, filters: tuple[PropertyFilter, ...]) -> tuple[dict, b
     resource_type = resource.get("resourceType")
     plan = _plan(resource_type, filters) if isinstance(resource_type, str) else ()
     out = resource
-    for action, branches in plan:
+    for action, element, branches in plan:
         for keys, leaf in branches:
-            updated = _walk(out, keys, action, leaf)
+            updated = _walk(out, keys, action, leaf, element)
             if updated is not None:
                 out = updated
     if plan and "text" in out:
@@ -308,15 +312,15 @@ def _apply(resource: dict, filters: tuple[PropertyFilter, ...]) -> tuple[dict, b
     return out, out is not resource
 
 
-def _walk(node: dict, keys: Path, action: str, leaf: str) -> dict | None:
+def _walk(node: dict, keys: Path, action: str, leaf: str, element: str) -> dict | None:
     """`node` with the action done at `keys` below it, as a new dict; None when nothing changed.
     An object or array the action leaves empty is deleted (FHIR JSON has no empty ones)."""
     key = keys[0]
     if len(keys) == 1:
-        return _leaf(node, key, action, leaf)
+        return _leaf(node, key, action, leaf, element)
     child = node.get(key)
     if isinstance(child, dict):
-        new_child = _walk(child, keys[1:], action, leaf)
+        new_child = _walk(child, keys[1:], action, leaf, element)
         if new_child is None:
             return None
         new = dict(node)
@@ -328,7 +332,7 @@ def _walk(node: dict, keys: Path, action: str, leaf: str) -> dict | None:
     if isinstance(child, list):
         items, changed = [], False
         for item in child:
-            new_item = _walk(item, keys[1:], action, leaf) if isinstance(item, dict) else None
+            new_item = _walk(item, keys[1:], action, leaf, element) if isinstance(item, dict) else None
             if new_item is None:
                 items.append(item)
             else:
@@ -346,7 +350,7 @@ def _walk(node: dict, keys: Path, action: str, leaf: str) -> dict | None:
     return None
 
 
-def _leaf(node: dict, key: str, action: str, leaf: str) -> dict | None:
+def _leaf(node: dict, key: str, action: str, leaf: str, element: str) -> dict | None:
     shadow = "_" + key
     if key not in node and shadow not in node:
         return None
@@ -357,9 +361,9 @@ def _leaf(node: dict, key: str, action: str, leaf: str) -> dict | None:
         if action == "remove":
             result = _DROP
         elif action == "mask":
-            result = _rewrite(value, leaf, _mask, frozenset())
+            result = _rewrite(value, leaf, _mask, frozenset(), element)
         elif action == "pseudonymize":
-            result = _rewrite(value, leaf, _pseudonym, _PSEUDONYM_KEEP)
+            result = _rewrite(value, leaf, pseudonym, _PSEUDONYM_KEEP, element)
         else:
             result = _generalize(value, _GENERALIZE_LENGTH[action])
         if result is _DROP:
@@ -378,13 +382,26 @@ class _Drop:
 _DROP = _Drop()
 
 
-def _mask(_text: str) -> str:
+PSEUDONYM_HEX_DIGITS = 32  # 128 bits: no birthday collisions within any realistic data set
+
+
+def _mask(_text: str, _where: str) -> str:
     return MASK
 
 
-def _pseudonym(text: str) -> str:
-    digest = hmac.new(settings.SECRET_KEY.encode(), text.encode(), hashlib.sha256).hexdigest()
-    return digest[:16]
+def pseudonym(text: str, where: str) -> str:
+    """The pseudonym of `text` found at element path `where` (`identifier.value`): HMAC-SHA256 under
+    settings.FHIR_PSEUDONYM_KEY (never SECRET_KEY, whose rotation or disclosure concerns sessions and
+    signing, not this) over the path and the value, 128 bits as 32 hex digits. The path is part of the
+    input so that the same text in two elements (a phone number kept as an identifier) gives two
+    pseudonyms: matching stays within one element. No NUL or newline occurs in a path, so the pair
+    is encoded unambiguously."""
+    message = f"{where}\x00{text}".encode()
+    return hmac.new(_pseudonym_key(), message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_DIGITS]
+
+
+def _pseudonym_key() -> bytes:
+    return settings.FHIR_PSEUDONYM_KEY.encode()
 
 
 @cache
@@ -400,17 +417,21 @@ def _text_kind(type_name: str | None) -> str:
 
 
 def _rewrite(
-    value: object, type_name: str | None, rewrite: Callable[[str], str], keep: frozenset[str]
+    value: object,
+    type_name: str | None,
+    rewrite: Callable[[str, str], str],
+    keep: frozenset[str],
+    where: str,
 ) -> object:
     """mask/pseudonymize: text leaves rewritten, other leaves dropped, typed with the
     StructureDefinitions where they can be (an unknown key is judged by its JSON value). `keep`
     names the keys of the top-level items copied as they are."""
     if isinstance(value, list):
-        items = [r for v in value if (r := _rewrite(v, type_name, rewrite, keep)) is not _DROP]
+        items = [r for v in value if (r := _rewrite(v, type_name, rewrite, keep, where)) is not _DROP]
         return items or _DROP
     kind = _text_kind(type_name)
     if kind == "text" or (kind == "unknown" and isinstance(value, str)):
-        return rewrite(value) if isinstance(value, str) else _DROP
+        return rewrite(value, where) if isinstance(value, str) else _DROP
     if kind == "drop" or not isinstance(value, dict):
         return _DROP
     schema = None
@@ -425,7 +446,7 @@ def _rewrite(
         if key.startswith("_"):
             continue  # primitive extensions: dropped rather than rewritten
         found = None if schema is None else schema.json_keys.get(key)
-        result = _rewrite(child, None if found is None else found[1], rewrite, frozenset())
+        result = _rewrite(child, None if found is None else found[1], rewrite, frozenset(), f"{where}.{key}")
         if result is not _DROP:
             out[key] = result
     return out or _DROP

@@ -2,7 +2,8 @@
 
 The order, first answer wins: an explicit IdentityLink; the issuer's FHIR-user claim (SMART's
 `fhirUser`); an identifier match (the issuer's identifier system + the subject) on Patient,
-Practitioner, RelatedPerson and Device; an email match on `telecom`; auto-create when the issuer
+Practitioner, RelatedPerson and Device; a match of a verified email (`email_verified` true) on
+`telecom`; auto-create when the issuer
 allows it. Two candidates at any step are refused, never guessed. An identity whose resource is
 missing or deleted authenticates nobody.
 
@@ -113,10 +114,22 @@ def _find(config: IssuerConfig, claims: dict, subject: str) -> str:
         found = _single(_by_identifier(config.identifier_system, subject), "identifier")
         if found:
             return found
-    email = claims.get(config.email_claim) if config.email_claim else None
-    if config.match_email and isinstance(email, str) and email and claims.get("email_verified") is not False:
+    email = _verified_email(config, claims)
+    if config.match_email and email:
         return _single(_by_email(email), "email")
     return ""
+
+
+def _verified_email(config: IssuerConfig, claims: dict) -> str:
+    """The email claim when the issuer says it verified it, else "". OpenID Connect Core 5.1:
+    `email_verified` is a boolean; some providers send the string "true". Missing, false, "false"
+    or anything else is unverified: whoever controls an account at the issuer could otherwise type
+    a patient's address and be taken for that patient."""
+    email = claims.get(config.email_claim) if config.email_claim else None
+    if not isinstance(email, str) or not email:
+        return ""
+    verified = claims.get("email_verified")
+    return email if verified is True or verified == "true" else ""
 
 
 def _reference_from_claim(value: object) -> str:
@@ -196,8 +209,10 @@ def _auto_create(config: IssuerConfig, claims: dict, subject: str) -> str:
             name["text"] = claims["name"]
         if name:
             body["name"] = [name]
-        email = claims.get(config.email_claim) if config.email_claim else None
-        if isinstance(email, str) and email:
+        # Only a verified address goes on the new identity: a later email match must not find it
+        # through an address its owner never proved.
+        email = _verified_email(config, claims)
+        if email:
             body["telecom"] = [{"system": "email", "value": email}]
     ctx = AccessContext.system("auto-create identity")
     with transaction.atomic():

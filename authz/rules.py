@@ -46,12 +46,26 @@ OPERATIONS = (
     "bulk-export",
     "everything",
     "generate-token",
+    "materialize",
 )
+# Operations that `operation: "*"` does not cover: a rule must name them. `generate-token` mints a
+# credential that acts as an identity (a clinician's `*` must not let it impersonate colleagues);
+# `materialize` (CarePlan activities to Tasks) writes on the system's behalf. Future non-data
+# operations go here too, so that an existing `*` never silently gains them.
+EXPLICIT_OPERATIONS = frozenset({"generate-token", "materialize"})
+# What `*` stands for: the data operations (reading, searching and writing resources).
+DATA_OPERATIONS = frozenset(OPERATIONS) - EXPLICIT_OPERATIONS
 
 # What a fresh database runs until `load_rules` replaces it: the operator's role may do everything,
 # every other role nothing.
 DEFAULT_RULES = [
-    {"name": "admin-all", "role": "Admin", "resource": "*", "operation": "*", "validator": "Allowed"},
+    {
+        "name": "admin-all",
+        "role": "Admin",
+        "resource": "*",
+        "operation": ["*", *sorted(EXPLICIT_OPERATIONS)],
+        "validator": "Allowed",
+    },
 ]
 
 
@@ -61,7 +75,7 @@ class CompiledRule:
     name: str
     role: str
     resources: frozenset[str] | None  # None: every type
-    operations: frozenset[str] | None  # None: every operation
+    operations: frozenset[str] | None  # None: "*", the data operations (DATA_OPERATIONS) only
     validator: Validator
     identity_filter: str = ""
     identity_check: Callable[[dict], bool] | None = None
@@ -73,7 +87,7 @@ class CompiledRule:
     def covers(self, role: str, operation: str, resource_type: str) -> bool:
         return (
             role == self.role
-            and (self.operations is None or operation in self.operations)
+            and operation in (DATA_OPERATIONS if self.operations is None else self.operations)
             and (resource_type == "*" or self.resources is None or resource_type in self.resources)
         )
 
@@ -497,9 +511,14 @@ def blocked_include(ctx: AccessContext, operation: str, resource_type: str, spec
 
 
 def refuse_param(code: str, resource_type: str, rule: CompiledRule) -> FhirError:
-    return error(
+    """403 for a blocked parameter or include. The client is told what was refused, never which rule
+    or validator refused it (rule names describe the access policy); the rule's name rides on the
+    exception as `reason`, for the audit row and the operator (explain names it too)."""
+    failure = error(
         403,
         "forbidden",
-        f"Search parameter '{code}' on {resource_type} is not allowed for your role (rule '{rule.name}')",
+        f"Search parameter '{code}' on {resource_type} is not allowed for your role",
         expression=(code,),
     )
+    failure.reason = f"Search parameter '{code}' on {resource_type} blocked by rule '{rule.name}'"
+    return failure

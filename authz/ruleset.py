@@ -6,7 +6,7 @@ Format (docs/rules.md has the full reference):
       - name: patient-own-data
         role: Patient
         resource: [Observation, Patient]      # or "*"
-        operation: [read, search]             # or "*"
+        operation: [read, search]             # or "*" (data operations only; name generate-token)
         validator: PatientCompartment         # or {LegitimateInterest: {inherit: true}}
         identity-filter: "Patient.active = true"
         property-filters: [{path: name, action: remove}]
@@ -26,7 +26,7 @@ from django.db import transaction
 from resources.definitions import resource_types, search_parameters
 
 from .models import ROLE_PATTERN, Rule, RuleSetVersion
-from .rules import DEFAULT_RULES, OPERATIONS, CompiledRule, forget_rules
+from .rules import DATA_OPERATIONS, DEFAULT_RULES, OPERATIONS, CompiledRule, forget_rules
 from .validators import build
 from .validators.base import RuleError
 
@@ -91,15 +91,15 @@ def compile_rule(position: int, raw: object) -> CompiledRule:
     if not isinstance(role, str) or not re.match(ROLE_PATTERN, role):
         raise RuleError(f"'role' must be a word of letters, digits, '_' or '-' (got {role!r})")
     resources = _names(raw["resource"], "resource", resource_types(), "resource type")
-    operations = _names(raw["operation"], "operation", frozenset(OPERATIONS), "operation")
+    operations = _operations(raw["operation"])
     validator = build(raw["validator"])
     bind_types = getattr(validator, "validate_types", None)
     if bind_types is not None:
         bind_types(resources)  # FhirPath searches compile against the rule's own types
-    if _cannot_narrow(validator) and (operations is None or operations & _SEARCHING):
+    if _cannot_narrow(validator) and operations & _SEARCHING:
         raise RuleError(
             f"validator {validator.name} cannot narrow a search by itself: give it a 'search' or limit the "
-            f"rule's operations to single-resource ones (not {', '.join(sorted(operations or _SEARCHING))})"
+            f"rule's operations to single-resource ones (not {', '.join(sorted(operations & _SEARCHING))})"
         )
     identity_filter = raw.get("identity-filter") or ""
     identity_check = _identity_check(identity_filter) if identity_filter else None
@@ -140,6 +140,24 @@ def _names(value: object, key: str, known: frozenset[str], what: str) -> frozens
         if item not in known:
             raise RuleError(f"unknown {what} '{item}'")
     return frozenset(items)
+
+
+def _operations(value: object) -> frozenset[str]:
+    """The operations a rule grants. `*` stands for the data operations only (rules.DATA_OPERATIONS):
+    `generate-token` and `materialize` must be named, beside it or alone (`["*", generate-token]`)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+        raise RuleError("'operation' is \"*\", an operation, or a list of them")
+    known = frozenset(OPERATIONS)
+    granted: set[str] = set()
+    for item in items:
+        if item == "*":
+            granted |= DATA_OPERATIONS
+        elif item in known:
+            granted.add(item)
+        else:
+            raise RuleError(f"unknown operation '{item}'")
+    return frozenset(granted)
 
 
 def _identity_check(expression: str):

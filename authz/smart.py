@@ -50,6 +50,8 @@ _NEEDS: dict[str, frozenset[str]] = {
     "delete": frozenset("d"),
     # Minting a token for an identity is acting as it: the holder must be allowed to update it.
     "generate-token": frozenset("u"),
+    # Materialising a CarePlan's activities creates and updates its Tasks.
+    "materialize": frozenset("cu"),
 }
 
 # Scopes advertised in the discovery documents (SMART conformance `scopes_supported`, OIDC discovery).

@@ -5,6 +5,11 @@ fast hash is enough for a secret of that strength, and the lookup by hash is an 
 secret is returned once, when minted. A one-time token authenticates exactly one request (the
 QR-code onboarding pattern: the app exchanges it at `POST /fhir/$exchange-token` for a durable
 token); the consuming UPDATE is conditional, so of two concurrent uses exactly one succeeds.
+
+Every token expires. A lifetime asked for is between 1 second and settings.FHIR_TOKEN_MAX_LIFETIME;
+0 ("never") or more than the cap is refused rather than clamped, so that the caller never holds a
+token that lives shorter than it was told. Without a lifetime, a durable token (minted, or traded
+for a one-time token) lives FHIR_API_TOKEN_TTL and a one-time token FHIR_ONE_TIME_TOKEN_TTL.
 """
 
 from __future__ import annotations
@@ -31,8 +36,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "fpt_"
 _HINT_LENGTH = len(PREFIX) + 6
-# Longest lifetime accepted, so that a typo cannot mint a token for a thousand years.
-MAX_TTL = 10 * 365 * 24 * 3600
 
 
 class TokenError(ValueError):
@@ -67,8 +70,12 @@ def mint(
         _check_identity(identity)
     if ttl is None:
         ttl = settings.FHIR_ONE_TIME_TOKEN_TTL if kind == ApiToken.ONE_TIME else settings.FHIR_API_TOKEN_TTL
-    if ttl < 0 or ttl > MAX_TTL:
-        raise TokenError(f"A token lifetime is between 1 and {MAX_TTL} seconds (0: no expiry)")
+    limit = settings.FHIR_TOKEN_MAX_LIFETIME
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= limit:
+        raise TokenError(
+            f"A token lifetime is between 1 and {limit} seconds (FHIR_TOKEN_MAX_LIFETIME); every token "
+            f"expires, so 0 or a longer lifetime is not accepted (got {ttl!r})"
+        )
     if len(label) > 200:
         raise TokenError("A label has at most 200 characters")
     secret = PREFIX + secrets.token_urlsafe(32)
@@ -82,7 +89,7 @@ def mint(
         identity_id=identity.partition("/")[2],
         label=label,
         created_by=created_by[:200],
-        expires=timezone.now() + timedelta(seconds=ttl) if ttl else None,
+        expires=timezone.now() + timedelta(seconds=ttl),
         exchanged_from=exchanged_from,
     )
     return token, secret
@@ -162,7 +169,8 @@ def consume(token: ApiToken) -> None:
 
 
 def exchange(one_time: ApiToken, *, ttl: int | None = None, label: str = "") -> tuple[ApiToken, str]:
-    """A durable token for the identity and role of a (just consumed) one-time token."""
+    """A durable token for the identity and role of a (just consumed) one-time token; without a
+    lifetime it lives FHIR_API_TOKEN_TTL, and never longer than FHIR_TOKEN_MAX_LIFETIME."""
     if one_time.kind != ApiToken.ONE_TIME:
         raise TokenError("Only a one-time token can be exchanged")
     return mint(

@@ -281,6 +281,8 @@ def server_env(cfg: Config) -> dict:
         SECRET_KEY=os.environ.get("BENCH_SECRET_KEY", "bench-" + os.urandom(16).hex()),
         DATABASE_URL=cfg.dsn(),
         DEBUG="false",
+        # The bench talks plain HTTP to 127.0.0.1: no HTTPS redirect, secure-only cookies or HSTS.
+        FHIR_INSECURE_HTTP="true",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
     )

@@ -1,10 +1,12 @@
-"""URL map: the FHIR API under /fhir, the OAuth 2.0 / OIDC provider under /oauth, the console under /admin."""
+"""URL map: the FHIR API under /fhir, the OAuth 2.0 / OIDC provider under /oauth, end users' sign-in
+under /accounts, the console under /admin."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
 
 from audit import api as audit_api
 from authz import api as authz_api
+from authz import login as authz_login
 from authz import views as authz_views
 from resources.api import routes
 
@@ -22,5 +24,9 @@ urlpatterns = [
     re_path(r"^fhir/AuditEvent/.+$", audit_api.unsupported),
     path("fhir/", include("resources.api.urls")),
     path("oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+    # Where the authorization endpoint sends end users to sign in (LOGIN_URL); staff or not.
+    path("accounts/login/", authz_login.SignInView.as_view(), name="login"),
+    path("accounts/logout/", authz_login.SignOutView.as_view(), name="logout"),
+    path("accounts/", authz_login.SignedInView.as_view(), name="signed-in"),
     path("admin/", admin.site.urls),
 ]

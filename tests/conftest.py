@@ -86,6 +86,9 @@ def live():
         "DJANGO_SETTINGS_MODULE": "fhirplatform.settings.production",
         "SECRET_KEY": "live-test-" + uuid.uuid4().hex,
         "OIDC_RSA_PRIVATE_KEY_FILE": str(Path(workdir.name) / "oidc-key.pem"),
+        "FHIR_PSEUDONYM_KEY_FILE": str(Path(workdir.name) / "pseudonym.key"),
+        # Production settings over plain HTTP on 127.0.0.1 (no HTTPS redirect, secure cookies, HSTS).
+        "FHIR_INSECURE_HTTP": "true",
     }
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True

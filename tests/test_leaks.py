@@ -904,7 +904,7 @@ def test_researcher_reads_patients_redacted(world):
         assert "name" not in body and "telecom" not in body and "text" not in body
         assert body["birthDate"] == spec.birth_date[:4]
         (identifier,) = body["identifier"]
-        assert identifier["system"] == MRN_SYSTEM and re.fullmatch(r"[0-9a-f]{16}", identifier["value"])
+        assert identifier["system"] == MRN_SYSTEM and re.fullmatch(r"[0-9a-f]{32}", identifier["value"])
         assert {
             "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
             "code": "REDACTED",

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import close_old_connections
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from authz import tokens
@@ -231,10 +231,69 @@ def test_api_token_operation_mints_for_an_identity(client):
     token = ApiToken.objects.get(pk=int(values["id"]["valueString"]))
     assert token.identity == reference and token.label == "ward tablet"
     assert 590 <= (token.expires - timezone.now()).total_seconds() <= 600
-    # an empty body means a durable token without expiry
+    # an empty body means a durable token with the default lifetime (FHIR_API_TOKEN_TTL): it expires too
     plain = _mint(client, f"/fhir/{reference}/$api-token", admin)
     assert plain.status_code == 201
-    assert {p["name"]: p for p in plain.json()["parameter"]}["kind"]["valueCode"] == "durable"
+    values = {p["name"]: p for p in plain.json()["parameter"]}
+    assert values["kind"]["valueCode"] == "durable"
+    durable = ApiToken.objects.get(pk=int(values["id"]["valueString"]))
+    assert durable.expires is not None and "expires" in values
+
+
+@pytest.mark.parametrize("lifetime", [0, 3601])
+@override_settings(FHIR_TOKEN_MAX_LIFETIME=3600)
+def test_api_token_operation_refuses_lifetime_zero_or_above_the_cap(client, lifetime):
+    """Issue 10, item 12: `lifetime: 0` minted a token that never expires; now every token expires."""
+    reference = _patient()
+    _, admin = tokens.mint(role="Admin", ttl=600)
+    before = ApiToken.objects.count()
+    body = f'{{"resourceType":"Parameters","parameter":[{{"name":"lifetime","valueInteger":{lifetime}}}]}}'
+    response = _mint(client, f"/fhir/{reference}/$api-token", admin, body)
+    assert response.status_code == 400, response.content
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "between 1 and 3600 seconds" in outcome["issue"][0]["diagnostics"]
+    assert ApiToken.objects.count() == before
+    # the cap itself is accepted
+    body = '{"resourceType":"Parameters","parameter":[{"name":"lifetime","valueInteger":3600}]}'
+    assert _mint(client, f"/fhir/{reference}/$api-token", admin, body).status_code == 201
+
+
+@override_settings(FHIR_TOKEN_MAX_LIFETIME=3600, FHIR_API_TOKEN_TTL=1800)
+def test_exchanged_token_expires(client):
+    """Issue 10, item 12: a one-time token exchanged for a durable one gave a token without expiry."""
+    reference = _patient()
+    _, one_time = tokens.mint(role="Patient", identity=reference, kind=ApiToken.ONE_TIME, ttl=600)
+    response = _mint(client, "/fhir/$exchange-token", one_time)
+    assert response.status_code == 201, response.content
+    values = {p["name"]: p for p in response.json()["parameter"]}
+    row = ApiToken.objects.get(pk=int(values["id"]["valueString"]))
+    assert 1790 <= (row.expires - timezone.now()).total_seconds() <= 1800
+    # asking for "never" (or more than the cap) at the exchange is refused, and spends nothing new
+    for lifetime in (0, 7200):
+        _, one_time = tokens.mint(role="Patient", identity=reference, kind=ApiToken.ONE_TIME, ttl=600)
+        refused = client.post(
+            "/fhir/$exchange-token",
+            f'{{"resourceType":"Parameters","parameter":[{{"name":"lifetime","valueInteger":{lifetime}}}]}}',
+            content_type="application/fhir+json",
+            headers={"Authorization": f"Bearer {one_time}"},
+        )
+        assert refused.status_code == 400, refused.content
+        assert "FHIR_TOKEN_MAX_LIFETIME" in refused.json()["issue"][0]["diagnostics"]
+    assert ApiToken.objects.filter(kind=ApiToken.DURABLE).count() == 1
+
+
+@override_settings(FHIR_TOKEN_MAX_LIFETIME=3600)
+def test_mint_refuses_no_expiry_everywhere():
+    for ttl in (0, 3601, -1):
+        with pytest.raises(tokens.TokenError):
+            tokens.mint(role="Admin", ttl=ttl)
+    for args in (["--ttl", "0"], ["--ttl", "3601"]):
+        with pytest.raises(CommandError):
+            call_command("issue_token", "--role", "Admin", *args, stdout=StringIO(), stderr=StringIO())
+    assert ApiToken.objects.count() == 0
+    token, _ = tokens.mint(role="Admin", ttl=3600)
+    assert token.expires is not None
 
 
 def test_api_token_operation_needs_generate_token(client):
@@ -289,6 +348,7 @@ def test_issue_token_command_prints_only_the_token(client):
         ["--role", "Patient", "--identity", "Patient/missing"],
         ["--role", "Patient", "--identity", "Observation/1"],
         ["--role", "Admin", "--ttl", "-1"],
+        ["--role", "Admin", "--ttl", "0"],
     ],
 )
 def test_issue_token_command_bad_input_exits_2(args):
@@ -322,3 +382,23 @@ def test_identity_must_exist_when_minting():
     )
     token, _ = tokens.mint(role="Device", identity=f"Device/{created.stored.fhir_id}")
     assert token.identity.startswith("Device/")
+
+
+def test_upgrade_gives_tokens_without_expiry_one(settings):
+    """Tokens minted before every token expired (expires NULL) get FHIR_TOKEN_MAX_LIFETIME from the
+    upgrade; revoked ones are left alone."""
+    import importlib
+
+    from django.apps import apps
+
+    token, _ = tokens.mint(role="Admin", ttl=600)
+    revoked, _ = tokens.mint(role="Admin", ttl=600)
+    ApiToken.objects.filter(pk__in=[token.pk, revoked.pk]).update(expires=None)
+    tokens.revoke(str(revoked.pk))
+    migration = importlib.import_module("authz.migrations.0006_tokens_without_expiry_expire")
+    migration.give_expiry(apps, None)
+    token.refresh_from_db()
+    revoked.refresh_from_db()
+    left = (token.expires - timezone.now()).total_seconds()
+    assert settings.FHIR_TOKEN_MAX_LIFETIME - 60 <= left <= settings.FHIR_TOKEN_MAX_LIFETIME
+    assert revoked.expires is None

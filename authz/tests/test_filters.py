@@ -38,8 +38,11 @@ def filters(*entries: tuple[str, str], types: frozenset[str] | None = None) -> t
     return parse_property_filters([{"path": p, "action": a} for p, a in entries], types)
 
 
-def pseudonym(text: str) -> str:
-    return hmac.new(django_settings.SECRET_KEY.encode(), text.encode(), hashlib.sha256).hexdigest()[:16]
+def pseudonym(text: str, where: str) -> str:
+    """What a pseudonym must be, computed apart from the code under test: HMAC-SHA256 under the
+    dedicated key over element path, NUL and value, 128 bits in hex."""
+    key = django_settings.FHIR_PSEUDONYM_KEY.encode()
+    return hmac.new(key, f"{where}\x00{text}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def redacted(body: dict) -> dict:
@@ -140,10 +143,10 @@ APPLY_CASES = [
                             ]
                         },
                         "system": "urn:oid:1.2.3",
-                        "value": pseudonym("12345"),
-                        "assigner": {"display": pseudonym("Acme Hospital")},
+                        "value": pseudonym("12345", "identifier.value"),
+                        "assigner": {"display": pseudonym("Acme Hospital", "identifier.assigner.display")},
                     },
-                    {"system": "urn:ssn", "value": pseudonym("999-99-9999")},
+                    {"system": "urn:ssn", "value": pseudonym("999-99-9999", "identifier.value")},
                 ]
             )
         ),
@@ -152,13 +155,17 @@ APPLY_CASES = [
         "pseudonymize nested primitive",
         [("name.family", "pseudonymize")],
         patient(name=[{"family": "Doe", "given": ["Jane"]}]),
-        redacted(patient(name=[{"family": pseudonym("Doe"), "given": ["Jane"]}])),
+        redacted(patient(name=[{"family": pseudonym("Doe", "name.family"), "given": ["Jane"]}])),
     ),
     (
         "pseudonymize telecom keeps system and use",
         [("telecom", "pseudonymize")],
         patient(telecom=[{"system": "phone", "use": "home", "value": "555-0100", "rank": 1}]),
-        redacted(patient(telecom=[{"system": "phone", "use": "home", "value": pseudonym("555-0100")}])),
+        redacted(
+            patient(
+                telecom=[{"system": "phone", "use": "home", "value": pseudonym("555-0100", "telecom.value")}]
+            )
+        ),
     ),
     ("pseudonymize absent", [("identifier", "pseudonymize")], patient(gender="male"), None),
     (
@@ -277,7 +284,7 @@ APPLY_CASES = [
         redacted(
             patient(
                 birthDate="1980",
-                identifier=[{"system": "urn:mrn", "value": pseudonym("42")}],
+                identifier=[{"system": "urn:mrn", "value": pseudonym("42", "identifier.value")}],
                 address=[{"line": ["***"], "city": "Springfield"}],
                 gender="female",
             )
@@ -317,17 +324,66 @@ def test_pseudonyms_are_stable_and_distinct():
             0
         ]["value"]
 
-    assert value("12345") == value("12345") == pseudonym("12345")
+    assert value("12345") == value("12345") == pseudonym("12345", "identifier.value")
     assert value("12345") != value("12346")
-    assert len(value("12345")) == 16 and "12345" not in value("12345")
+    # issue 10, item 12: 64 bits were too few; at least 128 bits (32 hex digits)
+    assert len(value("12345")) == 32 and "12345" not in value("12345")
 
 
-def test_pseudonyms_depend_on_the_secret_key(settings):
+def test_pseudonyms_use_their_own_key_not_the_secret_key(settings):
+    """Issue 10, item 12: pseudonyms were keyed with SECRET_KEY; they have a key of their own."""
     parsed = filters(("identifier", "pseudonymize"))
     body = patient(identifier=[{"system": "urn:mrn", "value": "12345"}])
     first = apply_filters(body, parsed)["identifier"][0]["value"]
     settings.SECRET_KEY = "another-secret"
+    assert apply_filters(body, parsed)["identifier"][0]["value"] == first
+    settings.FHIR_PSEUDONYM_KEY = "another-pseudonym-key-of-32-characters-or-more"
     assert apply_filters(body, parsed)["identifier"][0]["value"] != first
+    assert apply_filters(body, parsed)["identifier"][0]["value"] == pseudonym("12345", "identifier.value")
+
+
+def test_pseudonyms_are_bound_to_the_element():
+    """Issue 10, item 12: the same value in two elements gave the same pseudonym, linking them."""
+    parsed = filters(("identifier", "pseudonymize"), ("telecom", "pseudonymize"))
+    out = apply_filters(
+        patient(
+            identifier=[{"system": "urn:phone-id", "value": "555-0100"}],
+            telecom=[{"system": "phone", "value": "555-0100"}],
+        ),
+        parsed,
+    )
+    assert out["identifier"][0]["value"] != out["telecom"][0]["value"]
+    # the element path, not the type: a `*` rule's `subject` links an Observation and a Condition
+    subject = filters(("subject", "pseudonymize"))
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/1"},
+    }
+    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/1"}}
+    assert (
+        apply_filters(observation, subject)["subject"]["reference"]
+        == apply_filters(condition, subject)["subject"]["reference"]
+        == pseudonym("Patient/1", "subject.reference")
+    )
+    # a choice element is named without its type, whichever type the value has
+    value = filters(("Observation.value", "pseudonymize"))
+    observed = apply_filters(dict(observation, valueString="positive"), value)
+    assert observed["valueString"] == pseudonym("positive", "value")
+
+
+def test_pseudonym_key_file_is_generated_once_and_private(tmp_path):
+    import stat
+
+    from fhirplatform.keys import secret_key
+
+    path = tmp_path / "var" / "pseudonym.key"
+    first = secret_key(str(path))
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert secret_key(str(path)) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert secret_key(str(tmp_path / "other.key")) != first
 
 
 def test_no_filters_returns_a_copy():

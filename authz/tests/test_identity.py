@@ -95,16 +95,57 @@ def test_email_match_and_ambiguity():
         patient={"reference": "Patient/x"},
         telecom=[{"system": "email", "value": "kim@example.org"}],
     )
-    resolved = resolve_external(_config(), {"sub": "k", "email": "Kim@example.org".lower()})
+    resolved = resolve_external(
+        _config(), {"sub": "k", "email": "Kim@example.org".lower(), "email_verified": True}
+    )
     assert (resolved.reference, resolved.role) == ("RelatedPerson/rp1", "RelatedPerson")
     _put("Patient", "kim2", telecom=[{"system": "email", "value": "kim@example.org"}])
-    assert "more than one" in _refused(_config(), {"sub": "k", "email": "kim@example.org"})
+    assert "more than one" in _refused(
+        _config(), {"sub": "k", "email": "kim@example.org", "email_verified": True}
+    )
     # an unverified email is not trusted for matching; matching can be switched off
     _put("Patient", "solo", telecom=[{"system": "email", "value": "solo@example.org"}])
     assert "not mapped" in _refused(
         _config(), {"sub": "s", "email": "solo@example.org", "email_verified": False}
     )
-    assert "not mapped" in _refused(_config(match_email=False), {"sub": "s", "email": "solo@example.org"})
+    assert "not mapped" in _refused(
+        _config(match_email=False), {"sub": "s", "email": "solo@example.org", "email_verified": True}
+    )
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {},
+        {"email_verified": False},
+        {"email_verified": "false"},
+        {"email_verified": None},
+        {"email_verified": 1},
+        {"email_verified": "yes"},
+        {"email_verified": "True "},
+    ],
+)
+def test_unverified_email_never_matches(claim):
+    """Issue 10, item 12: a missing or "false" `email_verified` was taken as verified, so anyone who
+    could type a patient's address at the issuer signed in as that patient."""
+    _put("Patient", "victim", telecom=[{"system": "email", "value": "victim@example.org"}])
+    claims = {"sub": "attacker", "email": "victim@example.org", **claim}
+    assert "not mapped" in _refused(_config(), claims)
+
+
+@pytest.mark.parametrize("verified", [True, "true"])
+def test_verified_email_matches(verified):
+    _put("Patient", "vera", telecom=[{"system": "email", "value": "vera@example.org"}])
+    claims = {"sub": "v", "email": "vera@example.org", "email_verified": verified}
+    assert resolve_external(_config(), claims).reference == "Patient/vera"
+
+
+def test_auto_create_keeps_only_a_verified_email():
+    config = _config(auto_create="Patient", identifier_system=SYSTEM)
+    resolve_external(config, {"sub": "u-1", "email": "unproved@example.org"})
+    resolve_external(config, {"sub": "u-2", "email": "proved@example.org", "email_verified": True})
+    bodies = " ".join(r.body for r in Resource.objects.system("test").filter(resource_type="Patient"))
+    assert "unproved@example.org" not in bodies and "proved@example.org" in bodies
 
 
 def test_no_identity_uses_mapped_or_default_role():
@@ -130,7 +171,13 @@ def test_mapped_role_overrides_identity_type():
 
 def test_auto_create_once_per_subject():
     config = _config(auto_create="Patient", identifier_system=SYSTEM)
-    claims = {"sub": "new-1", "given_name": "Ana", "family_name": "Silva", "email": "ana@example.org"}
+    claims = {
+        "sub": "new-1",
+        "given_name": "Ana",
+        "family_name": "Silva",
+        "email": "ana@example.org",
+        "email_verified": True,
+    }
     first = resolve_external(config, claims)
     assert first.role == "Patient" and first.reference.startswith("Patient/")
     again = resolve_external(config, claims)

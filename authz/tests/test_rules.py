@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from authz import ruleset
-from authz.models import Rule
+from authz.models import ApiToken, Rule
 from conftest import Fhir, bearer
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +35,17 @@ rules:
     blocked-search-params: [address]
     blocked-includes: ["Patient:general-practitioner"]
 """
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rule_cache():
+    """The compiled rules are cached per rule-set version; each test's rolled-back database reuses
+    version numbers, so a rule set one test loaded must not answer for another's."""
+    from authz.rules import forget_rules
+
+    forget_rules()
+    yield
+    forget_rules()
 
 
 @pytest.fixture
@@ -207,3 +218,121 @@ def test_explain_header_and_command(world, settings):
         ann.get("Observation/ann-pulse", headers={"X-Explain": "true"}).json_body["resourceType"]
         == "Observation"
     )
+
+
+CLINICIAN_STAR = """
+rules:
+  - {name: clinicians, role: Practitioner, resource: "*", operation: "*", validator: Allowed}
+  - {name: enrolment-desk, role: Enrolment, resource: Patient, operation: ["*", generate-token], validator: Allowed}
+"""
+
+
+def test_star_does_not_include_generate_token(fhir):
+    """Issue 10, item 12: a clinician rule with `operation: "*"` let a Practitioner mint a token
+    impersonating a colleague. `*` covers the data operations; generate-token must be named."""
+    for reference in ("Practitioner/colleague", "Practitioner/me", "Patient/pat"):
+        resource_type, fhir_id = reference.split("/")
+        assert fhir.put(reference, {"resourceType": resource_type, "id": fhir_id}).status_code == 201
+    ruleset.replace_rules(ruleset.parse_yaml(CLINICIAN_STAR))
+    clinician = _as(fhir, "Practitioner", "Practitioner/me")
+    assert clinician.get("Practitioner/colleague").status_code == 200  # `*` still reads
+    refused = clinician.post("Practitioner/colleague/$api-token", "")
+    assert refused.status_code == 403, refused.content
+    assert ApiToken.objects.filter(identity="Practitioner/colleague").count() == 0
+    # a rule that names generate-token beside `*` grants it (and `*` still grants the rest)
+    desk = _as(fhir, "Enrolment")
+    assert desk.post("Patient/pat/$api-token", "").status_code == 201
+    assert desk.get("Patient/pat").status_code == 200
+
+
+def test_star_means_the_data_operations():
+    from authz.rules import DATA_OPERATIONS, EXPLICIT_OPERATIONS, OPERATIONS
+
+    rule = ruleset.compile_rule(
+        1, {"name": "r", "role": "A", "resource": "*", "operation": "*", "validator": "Allowed"}
+    )
+    assert rule.operations == DATA_OPERATIONS
+    assert {"generate-token", "materialize"} == EXPLICIT_OPERATIONS == set(OPERATIONS) - DATA_OPERATIONS
+    for operation in OPERATIONS:
+        assert rule.covers("A", operation, "Patient") is (operation not in EXPLICIT_OPERATIONS)
+    named = ruleset.compile_rule(
+        1,
+        {
+            "name": "r",
+            "role": "A",
+            "resource": "*",
+            "operation": ["*", "materialize"],
+            "validator": "Allowed",
+        },
+    )
+    assert named.covers("A", "materialize", "CarePlan") and not named.covers("A", "generate-token", "Patient")
+
+
+def test_default_admin_rule_names_the_non_data_operations(fhir):
+    default = ruleset.compiled_default()[0]
+    assert default.name == "admin-all"
+    assert default.covers("Admin", "generate-token", "Patient")
+    assert default.covers("Admin", "materialize", "CarePlan")
+    out = StringIO()
+    call_command("dump_rules", stdout=out)
+    assert "generate-token" in out.getvalue() and "materialize" in out.getvalue()
+
+
+def test_migration_upgrades_the_stored_default_rule(fhir):
+    """A database migrated before the change holds admin-all with `*` (migration 0003); the upgrade
+    names the non-data operations on it so the operator keeps $api-token, and moves the version."""
+    import importlib
+
+    from django.apps import apps
+
+    from authz.models import RuleSetVersion
+
+    Rule.objects.all().delete()
+    Rule.objects.create(
+        position=1, name="admin-all", role="Admin", resources=["*"], operations=["*"], validator="Allowed"
+    )
+    Rule.objects.create(
+        position=2, name="other", role="Practitioner", resources=["*"], operations=["*"], validator="Allowed"
+    )
+    RuleSetVersion.objects.all().delete()
+    RuleSetVersion.objects.create(version=7)
+    migration = importlib.import_module("authz.migrations.0005_default_rule_names_non_data_operations")
+    migration.name_operations(apps, None)
+    assert Rule.objects.get(name="admin-all").operations == ["*", "generate-token", "materialize"]
+    assert Rule.objects.get(name="other").operations == ["*"]
+    assert RuleSetVersion.objects.get().version == 8
+
+
+def test_refusals_do_not_name_rules_or_validators(world):
+    """Issue 10, item 12: 403 texts named the rule and its validator, telling a client how the access
+    policy is built. They say what was refused; the rule's name stays for the audit and explain."""
+    from authz import rules
+    from authz.context import AccessContext
+
+    ruleset.replace_rules(
+        ruleset.parse_yaml(
+            RULES
+            + """
+  - {name: secret-audit-policy, role: Auditor, resource: AuditEvent, operation: [search], validator: PatientCompartment}
+"""
+        )
+    )
+    researcher = _as(world, "Researcher")
+    refusals = [
+        researcher.get("Patient?name=Andersson"),
+        researcher.get("Patient?address=x"),
+        researcher.get("Patient?_include=Patient:general-practitioner"),
+        _as(world, "Auditor", "Patient/ann").get("AuditEvent"),
+    ]
+    for response in refusals:
+        assert response.status_code == 403, response.content
+        text = response.content.decode()
+        assert response.json_body["resourceType"] == "OperationOutcome"
+        for secret in ("research-anonymised", "secret-audit-policy", "rule", "Allowed", "PatientCompartment"):
+            assert secret not in text, (secret, text)
+    # the refusal still knows the rule, for the audit row
+    ctx = AccessContext(role="Researcher")
+    blocked = rules.blocked_params(ctx, "search", "Patient")["name"]
+    failure = rules.refuse_param("name", "Patient", blocked)
+    assert "research-anonymised" in failure.reason
+    assert "research-anonymised" not in failure.issues[0].diagnostics

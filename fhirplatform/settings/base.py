@@ -9,7 +9,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from fhirplatform.keys import signing_key
+from fhirplatform.keys import secret_key, signing_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -56,6 +56,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # The console and the sign-in page must not be framed by another site (clickjacking).
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "fhirplatform.urls"
@@ -131,6 +133,16 @@ CHANNEL_LAYERS = {
     )
 }
 
+# Sign-in throttling counters (authz/login.py) must be shared by every process: Redis when there is
+# one, else the per-process memory cache (the embedded mode runs one process).
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 # --- FHIR API ---
@@ -164,6 +176,14 @@ OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": _int_setting("OAUTH_ACCESS_TOKEN_SECONDS", 3600),
     "REFRESH_TOKEN_EXPIRE_SECONDS": _int_setting("OAUTH_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
     "ROTATE_REFRESH_TOKEN": True,
+    # RFC 9700 (OAuth 2.0 Security BCP): no implicit or password grant, access tokens never in a URL,
+    # `iss` in the authorization response (RFC 9207), and a replayed refresh token revokes its family.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    # Production allows https (and custom native-app schemes) only: settings/production.py.
     "ALLOWED_REDIRECT_URI_SCHEMES": env.list("OAUTH_REDIRECT_URI_SCHEMES", default=["https", "http"]),
     "SCOPES_BACKEND_CLASS": "authz.oauth.SmartScopes",
     "OAUTH2_VALIDATOR_CLASS": "authz.oauth.Validator",
@@ -174,8 +194,22 @@ OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
 OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
 OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
-# The authorization endpoint sends a user who is not logged in here.
-LOGIN_URL = "/admin/login/"
+# The authorization endpoint sends a user who is not signed in here: the end users' page
+# (authz/login.py), not the staff-only console login.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/accounts/"
+# Failed sign-ins per account name within the window before the name is refused for the window.
+FHIR_LOGIN_MAX_FAILURES = _int_setting("FHIR_LOGIN_MAX_FAILURES", 10)
+FHIR_LOGIN_FAILURE_WINDOW = _int_setting("FHIR_LOGIN_FAILURE_WINDOW", 15 * 60)
+
+# Key of the `pseudonymize` property filter (authz/filters.py): HMAC-SHA256 over element path and
+# value. A key of its own, not SECRET_KEY: give it in FHIR_PSEUDONYM_KEY (at least 32 characters),
+# or as a file path; in the embedded mode a random key is generated into the file on first use.
+# Every server of a deployment needs the same key, and changing it changes every pseudonym.
+FHIR_PSEUDONYM_KEY_FILE = env.str("FHIR_PSEUDONYM_KEY_FILE", default=str(BASE_DIR / "var" / "pseudonym.key"))
+FHIR_PSEUDONYM_KEY = env.str("FHIR_PSEUDONYM_KEY", default="") or secret_key(FHIR_PSEUDONYM_KEY_FILE)
+if len(FHIR_PSEUDONYM_KEY) < 32:
+    raise ImproperlyConfigured("FHIR_PSEUDONYM_KEY must have at least 32 characters (e.g. 64 hex digits)")
 
 # External OIDC issuers whose JWTs are accepted, as a JSON list of objects with the fields of
 # authz.models.TrustedIssuer (issuer, jwks_url or discovery_url, audience, claim names, ...).
@@ -188,9 +222,24 @@ FHIR_AUDIT = env.bool("FHIR_AUDIT", default=True)
 FHIR_EXPLAIN = env.bool("FHIR_EXPLAIN", default=False)
 # Tolerated clock difference when checking exp/nbf/iat of external JWTs, in seconds.
 FHIR_JWT_LEEWAY = _int_setting("FHIR_JWT_LEEWAY", 60, minimum=0)
-# Lifetime of API tokens minted without an explicit one (seconds; 0 = no expiry for durable ones).
-FHIR_API_TOKEN_TTL = _int_setting("FHIR_API_TOKEN_TTL", 0, minimum=0)
+# API token lifetimes, seconds. Every token expires: FHIR_TOKEN_MAX_LIFETIME is the longest lifetime
+# that `$api-token`, `$exchange-token` and `issue_token` accept (a longer one, or 0, is refused, never
+# clamped); the TTLs are the lifetimes of tokens minted without one (durable tokens, including those
+# traded for a one-time token at `$exchange-token`, and one-time tokens).
+_TEN_YEARS = 10 * 365 * 24 * 3600  # an expiry date beyond that is a typo, not a policy
+FHIR_TOKEN_MAX_LIFETIME = _int_setting("FHIR_TOKEN_MAX_LIFETIME", 365 * 24 * 3600)
+FHIR_API_TOKEN_TTL = _int_setting("FHIR_API_TOKEN_TTL", 90 * 24 * 3600)
 FHIR_ONE_TIME_TOKEN_TTL = _int_setting("FHIR_ONE_TIME_TOKEN_TTL", 24 * 3600)
+if FHIR_TOKEN_MAX_LIFETIME > _TEN_YEARS:
+    raise ImproperlyConfigured(f"FHIR_TOKEN_MAX_LIFETIME must be at most {_TEN_YEARS} seconds (ten years)")
+for _name, _ttl in (
+    ("FHIR_API_TOKEN_TTL", FHIR_API_TOKEN_TTL),
+    ("FHIR_ONE_TIME_TOKEN_TTL", FHIR_ONE_TIME_TOKEN_TTL),
+):
+    if _ttl > FHIR_TOKEN_MAX_LIFETIME:
+        raise ImproperlyConfigured(
+            f"{_name} must not exceed FHIR_TOKEN_MAX_LIFETIME ({FHIR_TOKEN_MAX_LIFETIME})"
+        )
 
 LOGGING = {
     "version": 1,

@@ -31,7 +31,10 @@ class Command(BaseCommand):
             "--ttl",
             type=int,
             default=None,
-            help="Lifetime in seconds (default: FHIR_API_TOKEN_TTL, or FHIR_ONE_TIME_TOKEN_TTL for --one-time; 0 = no expiry).",
+            help=(
+                "Lifetime in seconds, 1 to FHIR_TOKEN_MAX_LIFETIME (default: FHIR_API_TOKEN_TTL, or "
+                "FHIR_ONE_TIME_TOKEN_TTL for --one-time). Every token expires."
+            ),
         )
         parser.add_argument("--label", default="", help="A note shown in the console and the audit log.")
 
@@ -49,5 +52,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from exc
         self.stdout.write(secret)
         self.stderr.write(
-            f"token id {token.pk}, role {token.role}" + (f", {token.identity}" if token.identity else "")
+            f"token id {token.pk}, role {token.role}"
+            + (f", {token.identity}" if token.identity else "")
+            + f", expires {token.expires.isoformat()}"
         )
