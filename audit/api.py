@@ -374,38 +374,18 @@ def _search(request: HttpRequest, resource_type: str) -> HttpResponse:
             log_rows, log_used = AuditEntry.objects.filter(condition), True
 
     served: list[tuple[str, object]] = []
-    more = False
-    next_cursor = None
+    more, next_cursor = False, None
     if count:
-        candidates: list[tuple[tuple, str, object, datetime | None, int]] = []
+        candidates = [_client_candidate(stored, descending) for stored in client.matches]
         if log_used:
-            page = log_rows
-            if position is not None:
-                page = page.filter(_log_beyond(position, descending))
+            page = log_rows if position is None else log_rows.filter(_log_beyond(position, descending))
             order = ("-time", "-id") if descending else ("time", "id")
-            for row in _rows(page.order_by(*order)[: count + 1]):
-                key = _walk_key(descending, row["time"], LOG, row["id"])
-                candidates.append((key, LOG, row, row["time"], row["id"]))
-        for stored in client.matches:
-            moment = _client_moment(stored, descending)
-            candidates.append(
-                (_walk_key(descending, moment, CLIENT, stored.pk), CLIENT, stored, moment, stored.pk)
-            )
-        candidates.sort(key=lambda c: c[0])
-        # Past the last client row the engine looked at, an unseen client row may come first: the
-        # page stops there and the next one continues from it.
+            fetched = _rows(page.order_by(*order)[: count + 1])
+            candidates += [
+                (_walk_key(descending, r["time"], LOG, r["id"]), LOG, r, r["time"], r["id"]) for r in fetched
+            ]
         horizon = _engine_horizon(client.next_cursor, descending)
-        within = [c for c in candidates if horizon is None or c[0] <= horizon[0]]
-        chosen = within[:count]
-        more = horizon is not None or len(within) > count
-        served = [(source, item) for _key, source, item, _moment, _pk in chosen]
-        if more:
-            if chosen:
-                _key, source, _item, moment, pk = chosen[-1]
-                next_cursor = _merged_cursor(signature, moment, source, pk)
-            else:
-                moment, pk = horizon[1]
-                next_cursor = _merged_cursor(signature, moment, CLIENT, pk)
+        served, more, next_cursor = _merge(candidates, horizon, count, signature)
 
     client_served = [item for source, item in served if source == CLIENT]
     included = client.included
@@ -442,6 +422,38 @@ def _search(request: HttpRequest, resource_type: str) -> HttpResponse:
     kept = [(k, v) for k, v in params if k not in ignored]
     links = page_links(f"{base}/{RESOURCE_TYPE}", kept, next_cursor, first=True)
     return json_response(bundles.bundle("searchset", entries, total=total, links=links), 200, request)
+
+
+# A merge candidate: (position in the merged order, source, row or Stored, sort value, row key).
+_Candidate = tuple[tuple, str, object, datetime | None, int]
+
+
+def _client_candidate(stored: Stored, descending: bool) -> _Candidate:
+    moment = _client_moment(stored, descending)
+    return _walk_key(descending, moment, CLIENT, stored.pk), CLIENT, stored, moment, stored.pk
+
+
+def _merge(
+    candidates: list[_Candidate], horizon: tuple | None, count: int, signature: str
+) -> tuple[list[tuple[str, object]], bool, str | None]:
+    """(the rows served as (source, row), whether more follow, the `next` cursor) of one page.
+
+    `horizon`: the position of the last client row the engine looked at when it has more. Past it
+    an unseen client row may come before a log row, so the page stops there (it can even be empty,
+    when a rule's body check dropped every client row the engine looked at) and the next page
+    continues from it."""
+    candidates = sorted(candidates, key=lambda c: c[0])
+    within = [c for c in candidates if horizon is None or c[0] <= horizon[0]]
+    chosen = within[:count]
+    more = horizon is not None or len(within) > count
+    served = [(source, item) for _key, source, item, _moment, _pk in chosen]
+    if not more:
+        return served, False, None
+    if chosen:
+        _key, source, _item, moment, pk = chosen[-1]
+        return served, True, _merged_cursor(signature, moment, source, pk)
+    moment, pk = horizon[1]
+    return served, True, _merged_cursor(signature, moment, CLIENT, pk)
 
 
 def _shaped_text(text: str, summary: str | None, elements: str | None) -> str:

@@ -228,10 +228,19 @@ def test_the_audit_row_of_a_search_lists_exactly_what_it_returned(seeded):
 
 def test_includes_apply_to_client_events(seeded):
     fhir = seeded
-    fhir.post("AuditEvent", event("2099-01-01T00:00:00Z"))
+    fhir.post("AuditEvent", event("2099-01-01T00:00:00Z", "p2"))
     bundle = search(fhir, "_include=AuditEvent:patient&_count=1")
     included = [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "include"]
-    assert [(r["resourceType"], r["id"]) for r in included] == [("Patient", "p1")]
+    assert [(r["resourceType"], r["id"]) for r in included] == [("Patient", "p2")]
+    # A page the log fills holds no resource included for the client rows it did not serve.
+    fhir.post("AuditEvent", event("2020-01-01T00:00:00Z", "p1"))
+    bundle = search(fhir, "patient=Patient/p1&_include=AuditEvent:patient&_count=1")
+    assert [e["search"]["mode"] for e in bundle["entry"]] == ["match"]
+    assert matches(bundle)[0]["id"].isdigit()
+    oldest_first = search(fhir, "patient=Patient/p1&_include=AuditEvent:patient&_count=1&_sort=date")
+    assert [(e["search"]["mode"], e["resource"]["id"]) for e in oldest_first["entry"]][1:] == [
+        ("include", "p1")
+    ]
 
 
 def test_a_role_without_rules_is_refused(seeded):
