@@ -1,37 +1,57 @@
-"""AuditEvent over REST, served from the audit log: `GET [base]/AuditEvent?...` (also
-`POST [base]/AuditEvent/_search`) and `GET [base]/AuditEvent/[id]`; nothing else.
+"""AuditEvent over REST: the server's own audit log beside the AuditEvents clients store.
 
 - AuditEvent: https://hl7.org/fhir/R4/auditevent.html (search parameters:
-  https://hl7.org/fhir/R4/auditevent.html#search), each row shaped by fhir.py after IHE BALP
-  (https://profiles.ihe.net/ITI/BALP/).
-- Search: https://hl7.org/fhir/R4/search.html — prefixes on `date` (#prefix), `_count` (#count),
-  `_total` (#total), unknown parameters reported in an OperationOutcome entry or refused under
-  `Prefer: handling=strict` (#errors); paging: https://hl7.org/fhir/R4/http.html#paging.
+  https://hl7.org/fhir/R4/auditevent.html#search); the server's entries are shaped by fhir.py after
+  IHE BALP (https://profiles.ihe.net/ITI/BALP/), which also asks applications to record their own
+  events as AuditEvents: those are stored as ordinary resources.
+- Search: https://hl7.org/fhir/R4/search.html — `_sort` (#_sort), `_count` (#count), `_total`
+  (#total), `_summary`/`_elements` (#summary, #elements), unknown parameters (#errors); paging:
+  https://hl7.org/fhir/R4/http.html#paging.
 
-Read-only: the audit log is append-only, so every other method is 405 with `Allow`.
+Routes (fhirplatform/urls.py sends every `[base]/AuditEvent...` URL here or on to resources/api):
 
-Access: the rule chain decides as for any type (`authorize(ctx, "search"|"read", "AuditEvent")`, SMART
-scopes included), but the log is not a table of FHIR resources that a validator could narrow (no
-compartments, no bodies to check), so only a rule that grants AuditEvent outright makes sense: when
-the first matching rule is not an unconditional `Allowed` (or would apply property filters it
-cannot apply here), the request is refused with 403 rather than answered with everything.
+- `AuditEvent/<digits>`: an entry of the server's log (server_entries.py: digits are its id space).
+  `GET` reads it, `.../_history/1` vreads it; `PUT`, `PATCH` and `DELETE` are 405 whether or not the
+  entry exists (the storage layer refuses such ids inside transactions too), and nothing else is
+  served at such a path (404).
+- `GET AuditEvent?...` and `POST AuditEvent/_search`: the merged search below.
+- Everything else (create, update, patch, delete, history, vread and read of client AuditEvents,
+  conditional writes, compartment and system searches) is the ordinary interaction of resources/api,
+  under the access rules like any type. Those interactions see client AuditEvents only.
 
-Search parameters: `date` (ge/gt/le/lt/eq... on the recorded time, repeatable), `agent` (the caller's
-identity reference), `entity` (a resource the request returned, wrote or aimed at, `Type/id` or
-`Type/id/_history/v`), `patient` (Patient/id or id: the patient's compartment was touched),
-`outcome` (0, 4, 8, 12), `subtype` (restful-interaction code), `action` (C/R/U/D/E) and `_id`;
-comma-separated values are alternatives. `_sort` is `-date` (default, newest first) or `date`.
+Access. The rule chain decides as for any type: no rule for the operation on AuditEvent, 403 (401
+without credentials). Client AuditEvents are narrowed by the rules like any resource (a
+PatientCompartment rule shows a patient the AuditEvents in its compartment). The server's log is not
+a table of stored resources a validator could narrow or a property filter could shape, so a log
+entry counts as granted only by an `Allowed` rule, the first unconditional rule that matches, and
+only if that rule has no property filters: otherwise the log is left out of searches (the answer
+says so in its OperationOutcome entry) and reading an entry answers 404, as for a missing one.
 
-Paging: keyset on (time, id), newest first by default; the `next` link carries `_page`, an opaque
-cursor signed by the server (resources/search/paging.py), so a tampered, truncated or foreign cursor is
-a 400. Pages are capped at FHIR_MAX_COUNT (`_count` above it is lowered); the response is not
-streamed: a large extract is `manage.py audit_export`'s job, which streams in constant memory.
-`_total=accurate` counts; the total is also given, for free, when the whole result fits on the first
-page.
+Merged search. The client AuditEvents come from the search engine (every AuditEvent search
+parameter, modifiers, chains, includes, narrowing and property filters as for any type); the log is
+searched by `date`, `_lastUpdated` (the time of the request), `agent`, `entity`, `patient`,
+`outcome`, `subtype`, `action`, `_id` and `_tag` (the server tag matches every entry). A parameter the
+engine ignores is ignored for both; one the engine evaluates but the log cannot (another parameter,
+or a modifier) leaves the log out of that search, said in an informational issue, rather than widen
+it. A bad value for either side is a 400.
+
+Order and paging: `_sort=-date` (default, newest first) or `date`, on `recorded` (a log entry's
+time). One total order across both sources: the sort value (a client AuditEvent's is the upper bound
+of its `recorded` descending, the lower ascending, as the engine sorts dates), then the log's
+entries before client ones at equal values (newest first; the reverse ascending), then the row key.
+A page takes `_count` rows from each source beyond the position of the last row served and keeps
+the first `_count` of the merge; the `next` link carries that position in `_page`, an opaque cursor
+signed by the server (resources/search/paging.py). Client rows are fetched through the engine with a
+cursor made for that position, so each source is read by its own index and nothing is offset.
+`_total=accurate` (or `estimate`) adds the two counts; `_summary=count` gives the total alone; the
+total is also given when the whole result fits on the first page, and never when a rule checks
+bodies (the engine cannot count those). `_include`/`_revinclude` apply to client AuditEvents.
+The audit row of the search lists exactly the AuditEvents it returned.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from types import SimpleNamespace
 
@@ -39,30 +59,32 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from authz.context import AccessContext
+from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize, note_rule
 from resources import fhirjson
-from resources.api import bundles
+from resources.api import bundles, routes
 from resources.api.http import base_url, context, fhir_view, json_response, subset
 from resources.api.paging import PAGE_PARAM, page_links, page_size
-from resources.api.search import last, request_params, strict_handling, total_mode
-from resources.outcomes import FhirError, Issue, bad_request, error, not_found, operation_outcome
+from resources.api.search import last, request_params, strict_handling, summary_mode, total_mode
+from resources.fhirdates import parse_range
+from resources.outcomes import Issue, bad_request, error, not_found, operation_outcome
 from resources.search import paging
+from resources.search.engine import RESULT_PARAMS
+from resources.search.engine import search as engine_search
 from resources.search.params import InvalidSearch
 from resources.search.types.date import prefixed_date
+from resources.services import Stored
 
 from . import export
 from .fhir import INTERACTION_SYSTEM, OPERATION_SYSTEM, audit_event
 from .models import AuditEntry
-from .services import note_results
+from .server_entries import RESOURCE_TYPE, TAG_CODE, TAG_SYSTEM, is_server_id, read_only
+from .services import note_results, notes
 
-RESOURCE_TYPE = "AuditEvent"
 OUTCOME_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-outcome"
 ACTION_SYSTEM = "http://hl7.org/fhir/audit-event-action"
 
-# Result parameters understood here (the HTTP layer itself answers _format and _pretty).
-_RESULT_PARAMS = frozenset({"_count", "_page", "_total", "_sort", "_summary", "_format", "_pretty"})
-_SORTS = {"-date": True, "date": False, "-_lastUpdated": True, "_lastUpdated": False}
+_SORTS = {"-date": True, "date": False}
 
 # Row operations per AuditEvent action (BALP: reads and history R, searches and operations E).
 _ACTIONS = {
@@ -73,55 +95,86 @@ _ACTIONS = {
 }
 _RESTFUL = ("create", "read", "vread", "history", "update", "patch", "delete", "search", "transaction")
 
+# The two sources of a merged search, and their rank at equal sort values per direction
+# (descending: the log first; ascending: the exact reverse).
+LOG, CLIENT = "log", "client"
+_RANK = {True: {LOG: 0, CLIENT: 1}, False: {CLIENT: 0, LOG: 1}}
+# An engine cursor at a log entry's position: beyond every client row of the same sort value when
+# those come after the log (descending), before all of them otherwise (ascending).
+_PAST_EVERY_ROW = 2**62
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- routing --------------------------------------------------------------------------------------
+
 
 @csrf_exempt
-def search(request: HttpRequest) -> HttpResponse:
-    # The type goes to the view's kwargs so that the audit row of this request names AuditEvent.
-    return _search(request, resource_type=RESOURCE_TYPE)
+def type_level(request: HttpRequest, search: str | None = None) -> HttpResponse:
+    """`[base]/AuditEvent` and `[base]/AuditEvent/_search`: searches are merged here; create and the
+    conditional writes are the ordinary ones (each branch is one wrapped view: one audit row)."""
+    if search:
+        if request.method == "POST":
+            return _search(request, resource_type=RESOURCE_TYPE)
+        return routes.type_search(request, resource_type=RESOURCE_TYPE)
+    if request.method in ("GET", "HEAD"):
+        return _search(request, resource_type=RESOURCE_TYPE)
+    return routes.type_level(request, resource_type=RESOURCE_TYPE)
 
 
 @csrf_exempt
-def read(request: HttpRequest, fhir_id: str) -> HttpResponse:
-    return _read(request, resource_type=RESOURCE_TYPE, fhir_id=fhir_id)
+def entry(request: HttpRequest, fhir_id: str) -> HttpResponse:
+    """`[base]/AuditEvent/<digits>`: an entry of the server's log."""
+    return _entry(request, resource_type=RESOURCE_TYPE, fhir_id=fhir_id)
 
 
-def _method_not_allowed(request: HttpRequest, allowed: str) -> FhirError:
-    failure = error(
-        405,
+@csrf_exempt
+def entry_version(request: HttpRequest, fhir_id: str, version_id: str) -> HttpResponse:
+    """`[base]/AuditEvent/<digits>/_history/<v>`: a log entry has version 1 only."""
+    return _entry_version(request, resource_type=RESOURCE_TYPE, fhir_id=fhir_id, version_id=version_id)
+
+
+@fhir_view(operations={"GET": "read"})
+def unsupported(request: HttpRequest, fhir_id: str) -> HttpResponse:
+    """History, operations and compartments do not apply to the log's entries, which never change."""
+    raise error(
+        404,
         "not-supported",
-        f"{request.method} is not supported on {request.path}: AuditEvent is the read-only view of the "
-        f"audit log (allowed: {allowed})",
+        f"No FHIR interaction at {request.path}: an entry of the server's audit log supports read and "
+        "vread (version 1) only",
     )
-    failure.headers["Allow"] = allowed
-    return failure
 
 
-def _authorize(ctx: AccessContext, operation: str) -> None:
-    rules = authorize(ctx, operation, RESOURCE_TYPE)  # 401/403 when no rule grants it at all
-    if not rules:
-        return  # the platform itself
-    first = rules[0]
-    if not first.unconditional or first.property_filters:
-        # The client is not told which rule or validator refused; `reason` keeps it for the audit row.
-        failure = error(
-            403,
-            "forbidden",
-            f"Role '{ctx.role}' may not {operation} AuditEvent: the audit log is served only to roles "
-            "granted it without conditions",
-        )
-        failure.reason = (
-            f"AuditEvent needs an Allowed rule without property filters; the first that matches, "
-            f"'{first.name}', is {first.validator.name}"
-            + (" with property filters" if first.property_filters else "")
-        )
-        raise failure
+# --- access ---------------------------------------------------------------------------------------
+
+
+def _log_visible(ctx: AccessContext, operation: str) -> bool:
+    """Whether the caller may see the server's log entries for `operation` (see the module's
+    docstring); refuses outright (401/403) a caller no rule grants `operation` on AuditEvent."""
+    rules = authorize(ctx, operation, RESOURCE_TYPE)
+    if ctx.role == SYSTEM:
+        return True
+    # Conditional validators judge stored resources, which log entries are not: none of them
+    # passes one, so the entry's authorising rule is the first unconditional one.
+    first = next((rule for rule in rules if rule.unconditional), None)
+    if first is None or first.property_filters:
+        return False
     note_rule(ctx, first.name)
+    return True
 
 
-def _noted(ctx: AccessContext, ids: list[int]) -> None:
-    """The audit row of this request lists the AuditEvents it returned. No row pk: they are not
-    Resource rows, and reading the log about a patient is not reading the patient's record."""
-    note_results(ctx, (SimpleNamespace(resource_type=RESOURCE_TYPE, fhir_id=str(i), version=1) for i in ids))
+def _noted(ctx: AccessContext, served: list[tuple[str, object]]) -> None:
+    """The audit row of this request lists the AuditEvents it returned, in order. Log entries carry no
+    row pk: they are not Resource rows, and reading the log about a patient is not reading the
+    patient's record."""
+    note_results(
+        ctx,
+        (
+            SimpleNamespace(resource_type=RESOURCE_TYPE, fhir_id=str(item["id"]), version=1)
+            if source == LOG
+            else item
+            for source, item in served
+        ),
+    )
 
 
 def _rows(rows: QuerySet) -> list[dict]:
@@ -130,121 +183,292 @@ def _rows(rows: QuerySet) -> list[dict]:
     ]
 
 
-# --- read -------------------------------------------------------------------------------------------
+# --- read and vread of a log entry ------------------------------------------------------------------
 
 
 @fhir_view(operations={"GET": "read"})
-def _read(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+def _entry(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
-        raise _method_not_allowed(request, "GET, HEAD")
+        raise read_only(fhir_id, request.method)
+    return _entry_response(request, fhir_id, "read")
+
+
+@fhir_view(operations={"GET": "vread"})
+def _entry_version(request: HttpRequest, resource_type: str, fhir_id: str, version_id: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise read_only(fhir_id, request.method, allow="GET, HEAD")
+    return _entry_response(request, fhir_id, "vread", version_id)
+
+
+def _entry_response(request: HttpRequest, fhir_id: str, operation: str, version: str = "1") -> HttpResponse:
     ctx = context(request)
-    _authorize(ctx, "read")
-    # Ids are the rows' keys; anything else cannot name a row (and must not reach the query as such).
+    visible = _log_visible(ctx, operation)
+    # Ids are the rows' keys; the route lets only digits through, and a bigint bounds their length.
     found = (
-        _rows(AuditEntry.objects.filter(pk=int(fhir_id))) if fhir_id.isdigit() and len(fhir_id) < 19 else []
+        _rows(AuditEntry.objects.filter(pk=int(fhir_id)))
+        if visible and is_server_id(fhir_id) and len(fhir_id) < 19
+        else []
     )
     if not found:
+        # Also when the caller may read AuditEvents but not the log: as if the entry did not exist.
         raise not_found(f"AuditEvent/{fhir_id} is not known")
+    if version != "1":
+        raise not_found(f"AuditEvent/{fhir_id} has one version, 1 (not '{version}')")
     row = found[0]
-    _noted(ctx, [row["id"]])
+    _noted(ctx, [(LOG, row)])
     event = audit_event(row)
     summary, elements = request.GET.get("_summary"), request.GET.get("_elements")
     if summary not in (None, "false") or elements:
         event = subset(event, summary, elements)
     response = json_response(fhirjson.dumps(event), 200, request)
     response["ETag"] = 'W/"1"'
-    response["Last-Modified"] = _http_date(row)
+    response["Last-Modified"] = format_datetime(row["time"], usegmt=True)
     return response
 
 
-def _http_date(row: dict) -> str:
-    return format_datetime(row["time"], usegmt=True)
-
-
-# --- search -----------------------------------------------------------------------------------------
+# --- merged search ----------------------------------------------------------------------------------
 
 
 class _Invalid(Exception):
     pass
 
 
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _walk_key(descending: bool, moment: datetime | None, source: str, pk: int) -> tuple:
+    """The position of one row in the merged order (rows without a sort value come last)."""
+    if moment is None:
+        return (1, 0, _RANK[descending][source], -pk if descending else pk)
+    micros = _micros(moment)
+    return (0, -micros if descending else micros, _RANK[descending][source], -pk if descending else pk)
+
+
+def _client_moment(stored: Stored, descending: bool) -> datetime | None:
+    """A client AuditEvent's sort value as the engine sorts dates (resources/search/sort.py): the
+    upper bound of `recorded` descending, the lower ascending."""
+    recorded = fhirjson.loads(stored.body).get("recorded")
+    try:
+        low, high = parse_range(recorded)
+    except (ValueError, TypeError, OverflowError):
+        return None  # required by R4, but a property filter may have redacted it
+    return high if descending else low
+
+
+def _engine_cursor(position: paging.Cursor | None, descending: bool) -> str | None:
+    """A search-engine `_page` cursor standing at `position` of the merged order, for `_sort=[-]date`
+    (the form resources/search/engine.py writes: the sort spec and kinds signed, the date, the pk)."""
+    if position is None:
+        return None
+    moment, source = position.values
+    pk = position.pk if source == CLIENT else _PAST_EVERY_ROW
+    kinds = [paging.KIND_INSTANT]
+    signature = paging.sort_signature([_engine_sort(descending), *kinds])
+    return paging.encode(paging.Cursor(paging.FORWARD, (moment,), pk), signature=signature, kinds=kinds)
+
+
+def _engine_horizon(cursor: str | None, descending: bool) -> tuple | None:
+    """The merged-order key of the last client row the engine looked at, from its `next` cursor."""
+    if cursor is None:
+        return None
+    kinds = [paging.KIND_INSTANT]
+    signature = paging.sort_signature([_engine_sort(descending), *kinds])
+    decoded = paging.decode(cursor, signature=signature, kinds=kinds)
+    return _walk_key(descending, decoded.values[0], CLIENT, decoded.pk), (decoded.values[0], decoded.pk)
+
+
+def _engine_sort(descending: bool) -> str:
+    return "-date" if descending else "date"
+
+
+def _log_beyond(position: paging.Cursor, descending: bool) -> Q:
+    """Log rows after `position` in the merged order."""
+    moment, source = position.values
+    if moment is None:
+        return Q(pk__in=[])  # every log row sorts before the rows without a date
+    if source == LOG:
+        if descending:
+            return Q(time__lte=moment) & (Q(time__lt=moment) | Q(pk__lt=position.pk))
+        return Q(time__gte=moment) & (Q(time__gt=moment) | Q(pk__gt=position.pk))
+    # After a client row: log rows of the same instant follow it only where the log ranks after.
+    same_follows = _RANK[descending][LOG] > _RANK[descending][CLIENT]
+    if descending:
+        return Q(time__lte=moment) if same_follows else Q(time__lt=moment)
+    return Q(time__gte=moment) if same_follows else Q(time__gt=moment)
+
+
+def _merged_cursor(signature: str, moment: datetime | None, source: str, pk: int) -> str:
+    return paging.encode(
+        paging.Cursor(paging.FORWARD, (moment, source), pk),
+        signature=signature,
+        kinds=[paging.KIND_INSTANT, paging.KIND_TEXT],
+    )
+
+
+def _position(text: str | None, signature: str) -> paging.Cursor | None:
+    if not text:
+        return None
+    position = paging.decode(text, signature=signature, kinds=[paging.KIND_INSTANT, paging.KIND_TEXT])
+    if position.direction != paging.FORWARD or position.values[1] not in (LOG, CLIENT):
+        raise bad_request("Invalid paging cursor: use the links of a previous page", expression=("_page",))
+    return position
+
+
 @fhir_view(operations={"GET": "search", "POST": "search"})
 def _search(request: HttpRequest, resource_type: str) -> HttpResponse:
-    form_search = request.path.rstrip("/").endswith("/_search")
-    if (request.method == "POST" and not form_search) or request.method not in ("GET", "HEAD", "POST"):
-        raise _method_not_allowed(request, "GET, POST" if form_search else "GET, HEAD")
     ctx = context(request)
-    _authorize(ctx, "search")
     params = request_params(request)
     strict = strict_handling(request)
-    condition, ignored = _criteria(params, strict=strict, base=base_url(request))
     mode = total_mode(params)
-    summary = last(params, "_summary")
+    summary = summary_mode(params)
     count = 0 if summary == "count" else page_size(request, params)
+    ignored: list[str] = []
     descending = _sort(params, strict=strict, ignored=ignored)
-    signature = paging.sort_signature([RESOURCE_TYPE, "date", "desc" if descending else "asc"])
-    cursor = last(params, PAGE_PARAM)
-    position = None
-    if cursor:
-        position = paging.decode(cursor, signature=signature, kinds=[paging.KIND_INSTANT])
-        if position.direction != paging.FORWARD:
-            raise bad_request(
-                "Invalid paging cursor: use the links of a previous page", expression=("_page",)
-            )
+    log_visible = _log_visible(ctx, "search")
+    signature = paging.sort_signature([RESOURCE_TYPE, "merged", _engine_sort(descending)])
+    position = _position(last(params, PAGE_PARAM), signature)
+    base = base_url(request)
 
-    matching = AuditEntry.objects.filter(condition)
-    fetched: list[dict] = []
-    more = False
+    # The engine notes what it returns on the request's audit notes; the page keeps only part of
+    # it, so the notes are rewritten below to what was served.
+    results = notes(ctx).results
+    noted_before = len(results)
+    engine_params = [
+        (k, v) for k, v in params if k not in ("_sort", PAGE_PARAM, "_count", "_summary", "_total")
+    ]
+    engine_params.append(("_sort", _engine_sort(descending)))
+    want_total = "accurate" if count == 0 else mode
+
+    def client_page(size: int):
+        return engine_search(
+            ctx,
+            resource_type=RESOURCE_TYPE,
+            params=engine_params,
+            count=size,
+            cursor=_engine_cursor(position, descending),
+            total=want_total,
+            strict=strict,
+            base_urls=(base,),
+        )
+
+    client = client_page(count)
+    ignored += [name for name in client.ignored if name not in ignored]
+    notes_out: list[Issue] = list(client.notes)
+
+    log_rows = AuditEntry.objects.none()
+    log_used = False
+    if log_visible:
+        condition, unevaluable = _criteria(params, skip=set(ignored), base=base)
+        if unevaluable:
+            names = ", ".join(dict.fromkeys(unevaluable))
+            notes_out.append(
+                Issue(
+                    "informational",
+                    f"The server's own audit log entries are not included: they cannot be searched by "
+                    f"{names} (the AuditEvents stored by clients are)",
+                    "information",
+                )
+            )
+        else:
+            log_rows, log_used = AuditEntry.objects.filter(condition), True
+
+    served: list[tuple[str, object]] = []
+    more, next_cursor = False, None
     if count:
-        page = matching
-        if position is not None:
-            page = page.filter(_beyond(position.values[0], position.pk, descending))
-        order = ("-time", "-id") if descending else ("time", "id")
-        fetched = _rows(page.order_by(*order)[: count + 1])
-        more = len(fetched) > count
-        fetched = fetched[:count]
+        candidates = [_client_candidate(stored, descending) for stored in client.matches]
+        if log_used:
+            page = log_rows if position is None else log_rows.filter(_log_beyond(position, descending))
+            order = ("-time", "-id") if descending else ("time", "id")
+            fetched = _rows(page.order_by(*order)[: count + 1])
+            candidates += [
+                (_walk_key(descending, r["time"], LOG, r["id"]), LOG, r, r["time"], r["id"]) for r in fetched
+            ]
+        horizon = _engine_horizon(client.next_cursor, descending)
+        served, more, next_cursor = _merge(candidates, horizon, count, signature)
+
+    client_served = [item for source, item in served if source == CLIENT]
+    included = client.included
+    if included and len(client_served) < len(client.matches):
+        # Included resources belong to the rows served only: the engine again, for exactly those.
+        included = client_page(len(client_served)).included if client_served else []
+    del results[noted_before:]
+    _noted(ctx, served)
+    note_results(ctx, included)
+
     if count and position is None and not more:
-        total: int | None = len(fetched)  # the whole result is on this first page
-    elif count == 0 or mode == "accurate":
-        total = matching.count()
+        total: int | None = len(served)  # the whole result is on this first page
+    elif count == 0 or mode in ("accurate", "estimate"):
+        total = None if client.total is None else client.total + (log_rows.count() if log_used else 0)
     else:
         total = None
-    next_cursor = None
-    if more:
-        last_row = fetched[-1]
-        next_cursor = paging.encode(
-            paging.Cursor(paging.FORWARD, (last_row["time"],), last_row["id"]),
-            signature=signature,
-            kinds=[paging.KIND_INSTANT],
-        )
-    _noted(ctx, [row["id"] for row in fetched])
 
-    base = base_url(request)
-    entries = [
+    elements = last(params, "_elements")
+    entries = [_entry_text(base, source, item, summary, elements) for source, item in served]
+    entries += [
         bundles.entry(
-            fhirjson.dumps(audit_event(row)),
-            fullUrl=f"{base}/AuditEvent/{row['id']}",
-            search={"mode": "match"},
+            _shaped_text(stored.body, summary, None),
+            fullUrl=bundles.full_url(base, stored),
+            search={"mode": "include"},
         )
-        for row in fetched
+        for stored in included
     ]
-    if ignored:
-        notes = [
-            Issue("not-supported", f"Search parameter '{name}' is not supported and was ignored", "warning")
-            for name in dict.fromkeys(ignored)
-        ]
-        entries.append(bundles.entry(fhirjson.dumps(operation_outcome(notes)), search={"mode": "outcome"}))
+    outcome = [
+        Issue("not-supported", f"Search parameter '{name}' is not supported and was ignored", "warning")
+        for name in dict.fromkeys(ignored)
+    ] + notes_out
+    if outcome:
+        entries.append(bundles.entry(fhirjson.dumps(operation_outcome(outcome)), search={"mode": "outcome"}))
     kept = [(k, v) for k, v in params if k not in ignored]
-    links = page_links(f"{base}/AuditEvent", kept, next_cursor, first=True)
+    links = page_links(f"{base}/{RESOURCE_TYPE}", kept, next_cursor, first=True)
     return json_response(bundles.bundle("searchset", entries, total=total, links=links), 200, request)
 
 
-def _beyond(moment, pk: int, descending: bool) -> Q:
-    """Rows after the cursor's (time, id) in the page order. The plain bound on `time` alone lets the
-    time index do the work; the OR settles the rows of that same instant by id."""
-    if descending:
-        return Q(time__lte=moment) & (Q(time__lt=moment) | Q(pk__lt=pk))
-    return Q(time__gte=moment) & (Q(time__gt=moment) | Q(pk__gt=pk))
+# A merge candidate: (position in the merged order, source, row or Stored, sort value, row key).
+_Candidate = tuple[tuple, str, object, datetime | None, int]
+
+
+def _client_candidate(stored: Stored, descending: bool) -> _Candidate:
+    moment = _client_moment(stored, descending)
+    return _walk_key(descending, moment, CLIENT, stored.pk), CLIENT, stored, moment, stored.pk
+
+
+def _merge(
+    candidates: list[_Candidate], horizon: tuple | None, count: int, signature: str
+) -> tuple[list[tuple[str, object]], bool, str | None]:
+    """(the rows served as (source, row), whether more follow, the `next` cursor) of one page.
+
+    `horizon`: the position of the last client row the engine looked at when it has more. Past it
+    an unseen client row may come before a log row, so the page stops there (it can even be empty,
+    when a rule's body check dropped every client row the engine looked at) and the next page
+    continues from it."""
+    candidates = sorted(candidates, key=lambda c: c[0])
+    within = [c for c in candidates if horizon is None or c[0] <= horizon[0]]
+    chosen = within[:count]
+    more = horizon is not None or len(within) > count
+    served = [(source, item) for _key, source, item, _moment, _pk in chosen]
+    if not more:
+        return served, False, None
+    if chosen:
+        _key, source, _item, moment, pk = chosen[-1]
+        return served, True, _merged_cursor(signature, moment, source, pk)
+    moment, pk = horizon[1]
+    return served, True, _merged_cursor(signature, moment, CLIENT, pk)
+
+
+def _shaped_text(text: str, summary: str | None, elements: str | None) -> str:
+    if summary not in (None, "false") or elements:
+        return fhirjson.dumps(subset(fhirjson.loads(text), summary, elements))
+    return text
+
+
+def _entry_text(base: str, source: str, item, summary: str | None, elements: str | None) -> str:
+    if source == LOG:
+        text = fhirjson.dumps(audit_event(item))
+        url = f"{base}/{RESOURCE_TYPE}/{item['id']}"
+    else:
+        text, url = item.body, bundles.full_url(base, item)
+    return bundles.entry(_shaped_text(text, summary, elements), fullUrl=url, search={"mode": "match"})
 
 
 def _sort(params: list[tuple[str, str]], *, strict: bool, ignored: list[str]) -> bool:
@@ -253,7 +477,8 @@ def _sort(params: list[tuple[str, str]], *, strict: bool, ignored: list[str]) ->
         return _SORTS.get(value or "-date", True)
     if strict:
         raise bad_request(
-            f"AuditEvent can be sorted by date only (_sort=-date or date), not '{value}'",
+            f"AuditEvent searches are sorted by date only (_sort=-date or date), not '{value}': "
+            "they merge the server's audit log with client AuditEvents",
             code="not-supported",
             expression=("_sort",),
         )
@@ -261,28 +486,20 @@ def _sort(params: list[tuple[str, str]], *, strict: bool, ignored: list[str]) ->
     return True
 
 
-def _criteria(params: list[tuple[str, str]], *, strict: bool, base: str) -> tuple[Q, list[str]]:
-    """The condition of the search parameters (AND across parameters, OR across a value's
-    comma-separated alternatives) and the names ignored."""
+def _criteria(params: list[tuple[str, str]], *, skip: set[str], base: str) -> tuple[Q, list[str]]:
+    """The log's condition for the search parameters (AND across parameters, OR across a value's
+    comma-separated alternatives), and the names of those the log cannot evaluate. `skip`: names
+    ignored for the whole search."""
     condition = Q()
-    ignored: list[str] = []
+    unevaluable: list[str] = []
     for name, value in params:
-        if name in _RESULT_PARAMS:
-            if name == "_summary" and value not in ("count", "false"):
-                ignored.append(name)  # AuditEvents are served whole; only a count is offered
-            continue
         code, _, modifier = name.partition(":")
+        if name in skip or code in RESULT_PARAMS:
+            continue
         build = _BUILDERS.get(code)
         if build is None or modifier:
-            if strict or (build is not None and modifier):
-                # A modifier this server does not evaluate must not silently widen the result.
-                raise bad_request(
-                    f"Search parameter '{name}' is not supported for AuditEvent (supported: "
-                    f"{', '.join(sorted(_BUILDERS))}, without modifiers)",
-                    code="not-supported",
-                    expression=(name,),
-                )
-            ignored.append(name)
+            # Evaluated for client AuditEvents only: the log cannot be shown to match.
+            unevaluable.append(name)
             continue
         try:
             if not value:
@@ -298,7 +515,7 @@ def _criteria(params: list[tuple[str, str]], *, strict: bool, base: str) -> tupl
             raise bad_request(
                 f"Invalid search parameter '{name}' with value '{value}': {exc}", expression=(name,)
             ) from exc
-    return condition, ignored
+    return condition, unevaluable
 
 
 def _reference(value: str, base: str, *, expected_type: str | None = None) -> tuple[str, str, str | None]:
@@ -320,6 +537,8 @@ def _date(value: str, base: str) -> Q:
 
 
 def _agent(value: str, base: str) -> Q:
+    if fhirjson.is_valid_id(value):
+        return Q(identity__endswith=f"/{value}")  # a bare id: an identity of any type (search.html#reference)
     resource_type, fhir_id, version = _reference(value, base)
     if version:
         raise _Invalid("an agent is a caller identity (Type/id), not a version")
@@ -421,8 +640,17 @@ def _id(value: str, base: str) -> Q:
     return Q(pk=int(value)) if value.isdigit() and len(value) < 19 else Q(pk__in=[])
 
 
+def _tag(value: str, base: str) -> Q:
+    """Every log entry carries the server's tag (server_entries.py) and no other."""
+    if value in (TAG_CODE, f"{TAG_SYSTEM}|{TAG_CODE}", f"{TAG_SYSTEM}|"):
+        return Q(pk__isnull=False)  # not Q(): OR-ed with an empty Q, Django keeps the other side only
+    return Q(pk__in=[])
+
+
 _BUILDERS = {
     "date": _date,
+    "_lastUpdated": _date,  # a log entry is written once, at the time of its request
+    "_tag": _tag,
     "agent": _agent,
     "entity": _entity,
     "patient": _patient,
@@ -431,11 +659,3 @@ _BUILDERS = {
     "action": _action,
     "_id": _id,
 }
-
-
-@fhir_view
-def unsupported(request: HttpRequest) -> HttpResponse:
-    """History, versions and operations do not apply to the audit log, whose rows never change."""
-    raise error(
-        404, "not-supported", f"No FHIR interaction at {request.path}: AuditEvent supports read and search"
-    )

@@ -17,6 +17,8 @@ What goes where:
   110152 for read, Application 110150 for delete). The OAuth client application, when the caller is
   a user acting through one, and the actor of a delegated JWT (`act` claim) follow as further agents.
   The server is the last agent (BALP "server" role), and the `source.observer` ("fhirplatform").
+- `meta.tag` carries `server_entries.SERVER_TAG`, and the id is the row's key (digits only): what
+  sets the server's entries apart from the AuditEvents clients store beside them.
 - `entity`: the X-Request-Id (BALP `transaction` entity), each patient whose compartment the request
   touched (role 1 Patient, from AuditPatient), each resource returned or written (role 4 Domain
   Resource, `what` a versioned reference when the version is known), and for searches the query
@@ -42,6 +44,8 @@ from urllib.parse import quote, urlsplit
 from django.conf import settings
 
 from resources import fhirjson
+
+from .server_entries import SERVER_TAG
 
 SERVER_NAME = "fhirplatform"
 
@@ -177,8 +181,9 @@ def audit_event(row: Mapping) -> dict:
     event: dict = {
         "resourceType": "AuditEvent",
         "id": str(row["id"]),
-        # The log is append-only: every row has one version, forever.
-        "meta": {"versionId": "1", "lastUpdated": recorded},
+        # The log is append-only: every row has one version, forever. The tag sets the server's
+        # entries apart from the AuditEvents clients store (server_entries.py).
+        "meta": {"versionId": "1", "lastUpdated": recorded, "tag": [SERVER_TAG]},
     }
     extensions = _extensions(row)
     if extensions:

@@ -18,10 +18,14 @@ urlpatterns = [
         r"^fhir/(?P<resource_type>Patient|Practitioner|RelatedPerson|Device)/(?P<fhir_id>[^/]+)/\$api-token/?$",
         authz_api.mint_token,
     ),
-    # AuditEvent is served from the audit log, read-only (audit/api.py).
-    re_path(r"^fhir/AuditEvent(?:/_search)?/?$", audit_api.search),
-    re_path(r"^fhir/AuditEvent/(?P<fhir_id>[^/$][^/]*)/?$", audit_api.read),
-    re_path(r"^fhir/AuditEvent/.+$", audit_api.unsupported),
+    # AuditEvent (audit/api.py): searches merge the server's audit log with client AuditEvents, and
+    # ids of digits name the log's read-only entries; every other AuditEvent path is ordinary.
+    re_path(r"^fhir/AuditEvent(?P<search>/_search)?/?$", audit_api.type_level),
+    re_path(r"^fhir/AuditEvent/(?P<fhir_id>[0-9]+)/?$", audit_api.entry),
+    re_path(
+        r"^fhir/AuditEvent/(?P<fhir_id>[0-9]+)/_history/(?P<version_id>[^/]+)/?$", audit_api.entry_version
+    ),
+    re_path(r"^fhir/AuditEvent/(?P<fhir_id>[0-9]+)/.+$", audit_api.unsupported),
     path("fhir/", include("resources.api.urls")),
     path("oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     # Where the authorization endpoint sends end users to sign in (LOGIN_URL); staff or not.

@@ -13,7 +13,7 @@ keyword arguments. The wrapper:
   the resources it returned or wrote (audit/services.py).
 
 Calls that fail before they reach an interaction (a malformed body, a bad credential, a method the
-route does not serve) are recorded by `record_refusal`, which the adapters call, so every request
+route does not serve) are recorded by `record_outside`, which the adapters call, so every request
 still leaves one row.
 """
 
@@ -118,7 +118,9 @@ def _record(
 def _record_failure(ctx: AccessContext, operation: str, target: tuple[str, str], exc: BaseException) -> None:
     """The row of an interaction that failed; if it cannot be written the failure becomes a 500."""
     if isinstance(exc, FhirError):
-        status, reason = exc.status, exc.issues[0].diagnostics if exc.issues else ""
+        # A refusal's text does not name the rule; its `reason`, when it has one, does (audit only).
+        status = exc.status
+        reason = getattr(exc, "reason", "") or (exc.issues[0].diagnostics if exc.issues else "")
     else:
         status, reason = 500, "Internal server error"
     try:
@@ -134,7 +136,7 @@ def reached(ctx: AccessContext) -> bool:
     return ctx.cache.get(_REACHED) is not None
 
 
-def record_refusal(
+def record_outside(
     ctx: AccessContext, operation: str, target: tuple[str, str], status: int, reason: str = ""
 ) -> None:
     """The row of a call refused before it reached an interaction (bad input, bad credential, a

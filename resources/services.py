@@ -16,6 +16,7 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from audit.server_entries import refuse_server_id, refuse_server_tag
 from audit.services import note_results
 from authz import rules
 from authz.context import SYSTEM, AccessContext
@@ -89,6 +90,7 @@ def checked_body(resource_type: str, body: object) -> dict:
     issues = validate_resource(body)
     if issues:
         raise FhirError(400, issues)
+    refuse_server_tag(resource_type, body)  # the mark of the server's own audit entries
     return body
 
 
@@ -172,6 +174,7 @@ def _lock_row(resource_type: str, fhir_id: str) -> Resource | None:
     """The Resource row, locked until the transaction ends (SQLite: writers are serialised anyway)."""
     if not fhirjson.is_valid_id(fhir_id):
         return None  # no such row can exist; and PostgreSQL refuses some such text (NUL) outright
+    refuse_server_id(resource_type, fhir_id)  # AuditEvent/<digits>: the server's read-only audit entries
     sql = _LOCK_SQL + (" FOR UPDATE" if connection.features.has_select_for_update else "")
     with connection.cursor() as cursor:
         cursor.execute(sql, [resource_type, fhir_id])

@@ -77,14 +77,19 @@ def _rest_resources() -> tuple:
 
 
 def _audit_event(entry: dict) -> dict:
-    """AuditEvent is served from the audit log (audit/api.py): read and search only."""
-    names = ("date", "agent", "entity", "patient", "outcome", "subtype", "action")
+    """AuditEvent (audit/api.py): client AuditEvents are ordinary resources, with every interaction;
+    searches also return the server's own audit log entries, which are read-only."""
     return {
-        "type": "AuditEvent",
-        "profile": entry["profile"],
-        "documentation": "The server's own audit log, read-only; written by the server for every request",
-        "interaction": [{"code": "read"}, {"code": "search-type"}],
-        "searchParam": [p for p in entry["searchParam"] if p["name"] in names],
+        **entry,
+        "documentation": "AuditEvents that clients record (for example under IHE BALP) are stored like "
+        "any resource, under the access rules. Searches (sorted by date only: _sort=-date, the "
+        "default, or date) also return the entries of the server's own audit log to roles a rule "
+        "grants AuditEvent with validator Allowed and no property filters: those have ids made of "
+        "digits, carry the tag urn:fhirplatform:audit|server-log, name fhirplatform as "
+        "source.observer, answer read and vread (version 1) and can be neither written nor "
+        "deleted; they are searched by date, _lastUpdated, agent, entity, patient, outcome, "
+        "subtype, action, _id and _tag, and a search by any other parameter leaves them out. "
+        "History, conditional interactions and includes concern client AuditEvents only.",
     }
 
 

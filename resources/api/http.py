@@ -96,7 +96,7 @@ def _audit_unreached(
             reason = ""
     target = (kwargs.get("resource_type") or "", kwargs.get("fhir_id") or "")
     try:
-        door.record_refusal(ctx, operation, target, response.status_code, reason)
+        door.record_outside(ctx, operation, target, response.status_code, reason)
     except Exception:
         log.exception("Could not write the audit row of %s %s", request.method, request.path)
         return outcome_response(500, [Issue("exception", "The request could not be audited")], {}, request)
