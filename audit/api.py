@@ -61,6 +61,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from authz.context import SYSTEM, AccessContext
 from authz.rules import authorize, note_rule
+from interactions.types import Stored
 from resources import fhirjson
 from resources.api import bundles, routes
 from resources.api.http import base_url, context, fhir_view, json_response, subset
@@ -73,7 +74,6 @@ from resources.search.engine import RESULT_PARAMS
 from resources.search.engine import search as engine_search
 from resources.search.params import InvalidSearch
 from resources.search.types.date import prefixed_date
-from resources.services import Stored
 
 from . import export
 from .fhir import INTERACTION_SYSTEM, OPERATION_SYSTEM, audit_event

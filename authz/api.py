@@ -14,6 +14,8 @@ FHIR_TOKEN_MAX_LIFETIME), `label`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.http import HttpRequest, HttpResponse
 
 from interactions import tokens as door
@@ -21,7 +23,8 @@ from resources import fhirjson
 from resources.api.http import context, fhir_view, json_response, read_body
 from resources.outcomes import bad_request, error
 
-from .models import ApiToken
+if TYPE_CHECKING:
+    from .models import ApiToken
 
 _PARAMETERS = {"kind": "valueCode", "lifetime": "valueInteger", "label": "valueString"}
 

@@ -11,8 +11,9 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from interactions.types import Stored
+
 from .. import fhirjson
-from ..services import Stored
 
 
 def entry(resource_text: str | None, **fields: object) -> str:

@@ -19,10 +19,10 @@ from django.views.decorators.csrf import csrf_exempt
 from authz.authentication import authenticate, origin_of, request_id
 from authz.context import AccessContext
 from interactions import door
+from interactions.types import Stored
 
 from .. import definitions, fhirjson
 from ..outcomes import FhirError, Issue, bad_request, error, operation_outcome
-from ..services import Stored
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,11 @@ from urllib.parse import parse_qsl
 from django.http import HttpRequest, HttpResponse
 
 from interactions import search as door
+from interactions.types import SearchPage, Stored
 
 from .. import fhirjson
 from ..outcomes import Issue, bad_request, error, not_found, operation_outcome
 from ..search.criteria import refuse_nul
-from ..search.engine import SearchPage
-from ..services import Stored
 from . import bundles
 from .http import base_url, context, json_response, subset
 from .paging import PAGE_PARAM, page_links, page_size
