@@ -60,7 +60,7 @@ class PatientFilter(admin.SimpleListFilter):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
-    list_display = ["time", "caller", "operation", "resource", "outcome", "status", "rule"]
+    list_display = ["time", "caller", "operation", "resource", "outcome", "status", "rule", "rules_version"]
     list_filter = ["outcome", "operation", "role", PatientFilter]
     search_fields = ["identity", "=request_id", "=resource_id"]
     date_hierarchy = "time"
@@ -89,7 +89,10 @@ class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Outcome", {"fields": ["outcome", "status", "reason", "rule", "filters", "results"]}),
+        (
+            "Outcome",
+            {"fields": ["outcome", "status", "reason", "rule", "rules_version", "filters", "results"]},
+        ),
         ("Chain", {"classes": ["collapse"], "fields": ["chain", "seq", "prev_hash", "hash"]}),
         ("As an AuditEvent", {"classes": ["collapse"], "fields": ["audit_event"]}),
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from fhirplatform.keys import signing_key
+from fhirplatform.keys import audit_key, signing_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -183,6 +183,25 @@ LOGIN_URL = "/admin/login/"
 FHIR_TRUSTED_ISSUERS = env.json("FHIR_TRUSTED_ISSUERS", default=[])
 # One audit row per FHIR API request (audit/). Off only to measure what auditing costs.
 FHIR_AUDIT = env.bool("FHIR_AUDIT", default=True)
+# The audit rows' hashes are HMAC-SHA256 under this key, kept outside the database, so that a
+# rewritten chain does not verify without it. Give it in FHIR_AUDIT_KEY (at least 32 characters,
+# the same for every process that writes or verifies the log, on every host), or as a file; in the
+# embedded mode a key is generated into the file on first use (var/ is not committed).
+FHIR_AUDIT_KEY_FILE = env.str("FHIR_AUDIT_KEY_FILE", default=str(BASE_DIR / "var" / "audit.key"))
+FHIR_AUDIT_KEY = env.str("FHIR_AUDIT_KEY", default="") or audit_key(FHIR_AUDIT_KEY_FILE)
+if len(FHIR_AUDIT_KEY) < 32:
+    raise ImproperlyConfigured("FHIR_AUDIT_KEY must be at least 32 characters")
+# Every process anchors the head of its audit chain (an AuditCheckpoint row, in the transaction of
+# the row it names) with its first row, then every FHIR_AUDIT_ANCHOR_ROWS rows or, when it has
+# written since, FHIR_AUDIT_ANCHOR_SECONDS after the last anchor: a deleted tail shows up to there.
+FHIR_AUDIT_ANCHOR_ROWS = _int_setting("FHIR_AUDIT_ANCHOR_ROWS", 100)
+FHIR_AUDIT_ANCHOR_SECONDS = _int_setting("FHIR_AUDIT_ANCHOR_SECONDS", 60)
+# A file audit_anchor (and audit_verify) also append the chains' heads to, and audit_verify holds
+# the database to; best somewhere the database's users cannot write. Empty: the database only.
+FHIR_AUDIT_ANCHOR_FILE = env.str("FHIR_AUDIT_ANCHOR_FILE", default="")
+# Seconds a request waits for its process's audit chain (a write holds it from its row until its
+# transaction ends) before it fails unaudited-and-unserved with a 500.
+FHIR_AUDIT_LOCK_TIMEOUT = _int_setting("FHIR_AUDIT_LOCK_TIMEOUT", 10)
 # `X-Explain: true` from an Admin caller answers with the rule chain's reasoning instead of the
 # request's result (authz/explain.py).
 FHIR_EXPLAIN = env.bool("FHIR_EXPLAIN", default=False)
