@@ -199,6 +199,11 @@ FHIR_AUDIT_ANCHOR_SECONDS = _int_setting("FHIR_AUDIT_ANCHOR_SECONDS", 60)
 # A file audit_anchor (and audit_verify) also append the chains' heads to, and audit_verify holds
 # the database to; best somewhere the database's users cannot write. Empty: the database only.
 FHIR_AUDIT_ANCHOR_FILE = env.str("FHIR_AUDIT_ANCHOR_FILE", default="")
+# PostgreSQL: the role the application connects as, and the one audit_archive runs as, when they
+# are not the role that owns the tables (docs/deployment.md). Set for `migrate`, which then grants
+# them what they need and no more on the audit log (audit/roles.py). Empty: nothing is granted.
+FHIR_DB_APP_ROLE = env.str("FHIR_DB_APP_ROLE", default="")
+FHIR_DB_ARCHIVER_ROLE = env.str("FHIR_DB_ARCHIVER_ROLE", default="")
 # Seconds a request waits for its process's audit chain (a write holds it from its row until its
 # transaction ends) before it fails unaudited-and-unserved with a 500.
 FHIR_AUDIT_LOCK_TIMEOUT = _int_setting("FHIR_AUDIT_LOCK_TIMEOUT", 10)
