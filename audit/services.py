@@ -37,7 +37,7 @@ from datetime import UTC
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
 
@@ -86,18 +86,21 @@ def entry_hash(prev_hash: str, fields: dict, key: bytes | None = None) -> str:
     previous row's hash and this row's `HASHED` fields as compact JSON."""
     values = [prev_hash] + [_plain(fields.get(name)) for name in HASHED]
     message = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
-    return hmac.new(key if key is not None else audit_key(), message, hashlib.sha256).hexdigest()
+    mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else _keyed().copy()
+    mac.update(message)
+    return mac.hexdigest()
 
 
-_key_cache: tuple[str, bytes] = ("", b"")
+_keyed_cache: tuple[str, hmac.HMAC | None] = ("", None)
 
 
-def audit_key() -> bytes:
-    global _key_cache
+def _keyed() -> hmac.HMAC:
+    """An HMAC already keyed with settings.FHIR_AUDIT_KEY, to copy (cheaper than keying anew)."""
+    global _keyed_cache
     text = settings.FHIR_AUDIT_KEY
-    if _key_cache[0] is not text:
-        _key_cache = (text, text.encode())
-    return _key_cache[1]
+    if _keyed_cache[0] is not text or _keyed_cache[1] is None:
+        _keyed_cache = (text, hmac.new(text.encode(), digestmod=hashlib.sha256))
+    return _keyed_cache[1]
 
 
 def _plain(value: object) -> object:
@@ -280,26 +283,29 @@ def record(
     # PostgreSQL text cannot hold NUL; a request path may (it is refused, and audited, all the same).
     fields = {k: v.replace("\x00", "\\0") if isinstance(v, str) else v for k, v in fields.items()}
     pks = [pk for _t, _i, _v, pk in results if pk is not None]
-    if connection.in_atomic_block:
-        _append(fields, pks)
+    # The connection itself, not the `connection` proxy: each attribute of the proxy is a
+    # context-local lookup, and the audit row is on every request's path.
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.in_atomic_block:
+        _append(conn, fields, pks)
         return
     try:
-        if connection.vendor == "sqlite":
+        if conn.vendor == "sqlite":
             # One writer at a time: a write holds the database's write lock when it comes to lock
             # the chain, so this row takes the database first too, or each would wait for the other
             # (the write on the chain, this row on the database) until the busy timeout. SQLite
             # transactions are IMMEDIATE (settings).
             with transaction.atomic():
-                _append(fields, pks)
+                _append(conn, fields, pks)
         else:
-            _append(fields, pks)
+            _append(conn, fields, pks)
     except BaseException:
         undo_last()
         raise
     settle()  # autocommit: the row is committed
 
 
-def _append(fields: dict, pks: list[int]) -> None:
+def _append(conn, fields: dict, pks: list[int]) -> None:
     chain = _current()
     mine = chain.held_by_me()
     if not mine and not chain.lock.acquire(timeout=settings.FHIR_AUDIT_LOCK_TIMEOUT):
@@ -307,11 +313,12 @@ def _append(fields: dict, pks: list[int]) -> None:
             f"The audit chain stayed locked for more than {settings.FHIR_AUDIT_LOCK_TIMEOUT} s"
         )
     state = chain.state()
+    in_transaction = conn.in_atomic_block
     try:
         fields["chain"], fields["seq"] = chain.id, chain.seq + 1
         fields["time"] = timezone.now()
         digest = entry_hash(chain.hash, fields)
-        _insert({**fields, "prev_hash": chain.hash, "hash": digest}, pks)
+        _insert(conn, {**fields, "prev_hash": chain.hash, "hash": digest}, pks)
         chain.seq, chain.hash = fields["seq"], digest
         now = time.monotonic()
         if (
@@ -319,14 +326,14 @@ def _append(fields: dict, pks: list[int]) -> None:
             or chain.seq - chain.anchored_seq >= settings.FHIR_AUDIT_ANCHOR_ROWS
             or now - chain.anchored_at >= settings.FHIR_AUDIT_ANCHOR_SECONDS
         ):
-            if connection.in_atomic_block:
-                _checkpoint(chain.id, chain.seq, digest, fields["time"])
+            if in_transaction:
+                _checkpoint(conn, chain.id, chain.seq, digest, fields["time"])
                 chain.anchored_seq, chain.anchored_at = chain.seq, now
             else:
                 # The row is committed already: a checkpoint that fails now is tried again with
                 # the next row, and must not take the row's place in the chain back.
                 try:
-                    _checkpoint(chain.id, chain.seq, digest, fields["time"])
+                    _checkpoint(conn, chain.id, chain.seq, digest, fields["time"])
                     chain.anchored_seq, chain.anchored_at = chain.seq, now
                 except Exception:
                     log.exception("Could not anchor audit chain %s at seq %s", chain.id, chain.seq)
@@ -335,21 +342,24 @@ def _append(fields: dict, pks: list[int]) -> None:
         if not mine:
             chain.lock.release()
         raise
-    if not mine:
-        token = object()
-        chain.pending = _Pending(threading.get_ident(), token, state)
-        if connection.in_atomic_block:
-            # Should the caller not report the end of the transaction, the commit still unlocks.
-            transaction.on_commit(functools.partial(chain.release, token))
+    if mine:
+        return
+    if not in_transaction:
+        chain.lock.release()  # autocommit: the row is committed, others may chain onto it
+        return
+    token = object()
+    chain.pending = _Pending(threading.get_ident(), token, state)
+    # Should the caller not report the end of the transaction, the commit still unlocks.
+    transaction.on_commit(functools.partial(chain.release, token))
 
 
-def _checkpoint(chain: str, seq: int, digest: str, moment) -> None:
+def _checkpoint(conn, chain: str, seq: int, digest: str, moment) -> None:
     """Anchor the head just written, in the same transaction (or, in autocommit, right after it)."""
     table = AuditCheckpoint._meta.db_table
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (chain, seq, hash, time, source) VALUES (%s, %s, %s, %s, %s)",
-            [chain, seq, digest, connection.ops.adapt_datetimefield_value(moment), AuditCheckpoint.WRITER],
+            [chain, seq, digest, conn.ops.adapt_datetimefield_value(moment), AuditCheckpoint.WRITER],
         )
 
 
@@ -375,12 +385,12 @@ def _rules_version(ctx: AccessContext) -> int | None:
 _COLUMNS = (*HASHED, "prev_hash", "hash")
 
 
-def _insert(row: dict, pks: list[int]) -> None:
+def _insert(conn, row: dict, pks: list[int]) -> None:
     """The entry and its patient index rows. Reads are audited in autocommit mode, so this is one
     statement on PostgreSQL (a data-modifying CTE) rather than a transaction of three round trips."""
     from resources.models import CompartmentMembership, Resource
 
-    ops = connection.ops
+    ops = conn.ops
     values = [
         ops.adapt_datetimefield_value(row[c])
         if c == "time"
@@ -390,10 +400,10 @@ def _insert(row: dict, pks: list[int]) -> None:
         for c in _COLUMNS
     ]
     entry_table, patient_table = AuditEntry._meta.db_table, AuditPatient._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
+    columns = ", ".join(conn.ops.quote_name(c) for c in _COLUMNS)
     placeholders = ", ".join(["%s"] * len(_COLUMNS))
     insert = f"INSERT INTO {entry_table} ({columns}) VALUES ({placeholders}) RETURNING id"
-    asynchronous = connection.vendor == "postgresql" and not connection.in_atomic_block
+    asynchronous = conn.vendor == "postgresql" and not conn.in_atomic_block
     if asynchronous:
         # The row of a read is a statement of its own; waiting for its WAL flush would make every
         # read pay a disk sync, so it commits asynchronously: a database crash may lose the last
@@ -403,7 +413,7 @@ def _insert(row: dict, pks: list[int]) -> None:
         "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS s)" if asynchronous else ""
     )
     if not pks:
-        with connection.cursor() as cursor:
+        with conn.cursor() as cursor:
             cursor.execute(f"{prefix} {insert}", values)
         return
     marks = ", ".join(["%s"] * len(pks))
@@ -412,8 +422,8 @@ def _insert(row: dict, pks: list[int]) -> None:
         f"WHERE compartment_type = 'Patient' AND resource_id IN ({marks}) "
         f"UNION SELECT fhir_id FROM {Resource._meta.db_table} WHERE resource_type = 'Patient' AND id IN ({marks})"
     )
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    with conn.cursor() as cursor:
+        if conn.vendor == "postgresql":
             head = f"{prefix}, e AS ({insert})" if asynchronous else f"WITH e AS ({insert})"
             cursor.execute(
                 f"{head} INSERT INTO {patient_table} (entry_id, patient_id) "
