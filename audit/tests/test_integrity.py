@@ -445,3 +445,44 @@ def test_audit_db_roles_refuses_bad_input():
         )
     else:
         assert "PostgreSQL only" in message
+
+
+@postgres_only
+def test_an_archiver_role_archives_through_the_function(tmp_path):
+    write(3, at=OLD)
+    app, archiver = (f"fhir_audit_test_{uuid.uuid4().hex[:8]}" for _ in range(2))
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {app} NOLOGIN")
+        cursor.execute(f"CREATE ROLE {archiver} NOLOGIN")
+        for statement in grants(app, archiver):
+            cursor.execute(statement)
+        cursor.execute(f"SET LOCAL ROLE {archiver}")
+    try:
+        status, output = run("audit_archive", "--before", "2021-01-01", "--dir", str(tmp_path))
+        assert status == 0 and "Archived 3 rows" in output, output
+        with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {AuditEntry._meta.db_table}")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+    assert run("audit_verify", "--archives", str(tmp_path))[0] == 0
+
+
+@postgres_only
+def test_migrate_grants_the_configured_roles(settings):
+    from audit.apps import _apply_roles
+
+    app = f"fhir_audit_test_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {app} NOLOGIN")
+    settings.FHIR_DB_APP_ROLE = app
+    _apply_roles(sender=None)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT has_table_privilege(%s, 'audit_auditentry', 'INSERT'), "
+            "has_table_privilege(%s, 'audit_auditentry', 'DELETE'), "
+            "has_table_privilege(%s, 'resources_resource', 'UPDATE')",
+            [app, app, app],
+        )
+        assert cursor.fetchone() == (True, False, True)
