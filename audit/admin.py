@@ -16,7 +16,7 @@ from resources import fhirjson
 
 from . import fhir
 from .export import patient_condition
-from .models import AuditEntry, AuditPatient
+from .models import AuditAnchor, AuditCheckpoint, AuditEntry, AuditPatient
 
 
 class _ReadOnly:
@@ -123,3 +123,22 @@ class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
     @admin.display(description="AuditEvent")
     def audit_event(self, obj: AuditEntry) -> str:
         return format_html("<pre>{}</pre>", fhirjson.dumps_pretty(fhir.from_entry(obj)))
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(_ReadOnly, admin.ModelAdmin):
+    """Chain heads as anchored: `audit_verify` requires each chain to reach its newest one."""
+
+    list_display = ["chain", "seq", "time", "source", "hash"]
+    search_fields = ["=chain"]
+    ordering = ["-time", "-id"]
+    show_full_result_count = False
+
+
+@admin.register(AuditAnchor)
+class AuditAnchorAdmin(_ReadOnly, admin.ModelAdmin):
+    """Where each chain continues after `audit_archive` moved its older rows to a file."""
+
+    list_display = ["chain", "seq", "archive", "created"]
+    search_fields = ["=chain", "archive"]
+    ordering = ["-created", "-id"]

@@ -356,10 +356,15 @@ def _append(conn, fields: dict, pks: list[int]) -> None:
 def _checkpoint(conn, chain: str, seq: int, digest: str, moment) -> None:
     """Anchor the head just written, in the same transaction (or, in autocommit, right after it)."""
     table = AuditCheckpoint._meta.db_table
+    insert = f"INSERT INTO {table} (chain, seq, hash, time, source)"
+    if conn.vendor == "postgresql" and not conn.in_atomic_block:
+        # After a read's row: committed asynchronously like it (WAL order keeps the row first).
+        sql = f"{ASYNC_COMMIT} {insert} SELECT %s, %s, %s, %s, %s FROM async"
+    else:
+        sql = f"{insert} VALUES (%s, %s, %s, %s, %s)"
     with conn.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (chain, seq, hash, time, source) VALUES (%s, %s, %s, %s, %s)",
-            [chain, seq, digest, conn.ops.adapt_datetimefield_value(moment), AuditCheckpoint.WRITER],
+            sql, [chain, seq, digest, conn.ops.adapt_datetimefield_value(moment), AuditCheckpoint.WRITER]
         )
 
 
@@ -383,6 +388,7 @@ def _rules_version(ctx: AccessContext) -> int | None:
 
 
 _COLUMNS = (*HASHED, "prev_hash", "hash")
+ASYNC_COMMIT = "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS s)"
 
 
 def _insert(conn, row: dict, pks: list[int]) -> None:
@@ -409,9 +415,7 @@ def _insert(conn, row: dict, pks: list[int]) -> None:
         # read pay a disk sync, so it commits asynchronously: a database crash may lose the last
         # few hundred milliseconds of read rows. A write's row commits with the write, synchronously.
         insert = f"INSERT INTO {entry_table} ({columns}) SELECT {placeholders} FROM async RETURNING id"
-    prefix = (
-        "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS s)" if asynchronous else ""
-    )
+    prefix = ASYNC_COMMIT if asynchronous else ""
     if not pks:
         with conn.cursor() as cursor:
             cursor.execute(f"{prefix} {insert}", values)
