@@ -289,6 +289,10 @@ def record(
     if conn.in_atomic_block:
         _append(conn, fields, pks)
         return
+    if _chain.held_by_me():
+        # This thread's last rows were written in a transaction that has ended without its commit
+        # hook running: it rolled back (and no one said so with undo_last). Their place is free.
+        undo_last()
     try:
         if conn.vendor == "sqlite":
             # One writer at a time: a write holds the database's write lock when it comes to lock

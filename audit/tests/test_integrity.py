@@ -486,3 +486,17 @@ def test_migrate_grants_the_configured_roles(settings):
             [app, app, app],
         )
         assert cursor.fetchone() == (True, False, True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rollback_nobody_reported_is_noticed_by_the_threads_next_row():
+    record("/fhir/first")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record("/fhir/Patient/rolled-back")
+        raise RuntimeError("no undo_last() after this")
+    record("/fhir/Patient/next")
+    assert list(AuditEntry.objects.order_by("seq").values_list("seq", "path")) == [
+        (1, "/fhir/first"),
+        (2, "/fhir/Patient/next"),
+    ]
+    assert services._chain.pending is None and run("audit_verify")[0] == 0
