@@ -12,6 +12,9 @@ under the chain's lock; a row written in a transaction keeps the lock until the 
 (`settle` after the commit, `undo_last` after a rollback, which takes the row's place back), so a
 rolled-back write never leaves a row chained onto a row that does not exist. Reads are written in
 autocommit and hold the lock for their one statement; no extra round trip is spent on the chain.
+The price is that a process's write transactions commit one after another; FHIR_AUDIT_CHAINS > 1
+gives a process that many chains (each gapless, each verified), taken by whichever row finds one
+free, so that its writes commit side by side again.
 The head is anchored (an AuditCheckpoint row, in the row's transaction) with the chain's first row
 and then every FHIR_AUDIT_ANCHOR_ROWS rows or FHIR_AUDIT_ANCHOR_SECONDS seconds.
 
@@ -195,22 +198,56 @@ class _Chain:
 
 
 _chain = _Chain()
+# More chains of this process, used only with FHIR_AUDIT_CHAINS > 1 while `_chain` is held.
+_extra: list[_Chain] = []
+_grow = threading.Lock()
 
 
 def _current() -> _Chain:
-    global _chain
+    global _chain, _extra
     if _chain.pid != os.getpid():
-        # A forked worker (gunicorn --preload) must not continue its parent's chain: both would
+        # A forked worker (gunicorn --preload) must not continue its parent's chains: both would
         # write the same seq numbers.
-        _chain = _Chain()
+        _chain, _extra = _Chain(), []
     return _chain
+
+
+def _held() -> _Chain | None:
+    """The chain this thread holds with rows of a transaction that has not ended, if any."""
+    if _current().held_by_me():
+        return _chain
+    for chain in _extra:
+        if chain.held_by_me():
+            return chain
+    return None
+
+
+def _acquire() -> _Chain:
+    """Lock a chain of this process for the next row. With FHIR_AUDIT_CHAINS = 1 (the default)
+    every row waits for the one chain; with more, a row takes a free chain, or starts one while
+    there are fewer than that, so write transactions of one process commit side by side."""
+    first = _current()
+    timeout = settings.FHIR_AUDIT_LOCK_TIMEOUT
+    if settings.FHIR_AUDIT_CHAINS > 1:
+        for chain in (first, *_extra):
+            if chain.lock.acquire(blocking=False):
+                return chain
+        with _grow:
+            if len(_extra) + 1 < settings.FHIR_AUDIT_CHAINS:
+                chain = _Chain()
+                chain.lock.acquire()
+                _extra.append(chain)
+                return chain
+    if not first.lock.acquire(timeout=timeout):
+        raise AuditUnavailable(f"The audit chain stayed locked for more than {timeout} s")
+    return first
 
 
 def undo_last() -> None:
     """The transaction holding this thread's last rows rolled back: the chain continues from the row
     before them, and other threads may append again."""
-    chain = _chain
-    if chain.held_by_me():
+    chain = _held()
+    if chain is not None:
         chain.restore(chain.pending.before)
         chain.release()
 
@@ -218,7 +255,9 @@ def undo_last() -> None:
 def settle() -> None:
     """This thread's last rows are durable (autocommit, or their transaction committed); other
     threads may chain onto them. Also done by an on-commit hook, so calling it twice is harmless."""
-    _chain.release()
+    chain = _held()
+    if chain is not None:
+        chain.release()
 
 
 def record(
@@ -289,7 +328,7 @@ def record(
     if conn.in_atomic_block:
         _append(conn, fields, pks)
         return
-    if _chain.held_by_me():
+    if _held() is not None:
         # This thread's last rows were written in a transaction that has ended without its commit
         # hook running: it rolled back (and no one said so with undo_last). Their place is free.
         undo_last()
@@ -310,12 +349,10 @@ def record(
 
 
 def _append(conn, fields: dict, pks: list[int]) -> None:
-    chain = _current()
-    mine = chain.held_by_me()
-    if not mine and not chain.lock.acquire(timeout=settings.FHIR_AUDIT_LOCK_TIMEOUT):
-        raise AuditUnavailable(
-            f"The audit chain stayed locked for more than {settings.FHIR_AUDIT_LOCK_TIMEOUT} s"
-        )
+    chain = _held()
+    mine = chain is not None
+    if chain is None:
+        chain = _acquire()
     state = chain.state()
     in_transaction = conn.in_atomic_block
     try:

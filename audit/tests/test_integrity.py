@@ -500,3 +500,37 @@ def test_a_rollback_nobody_reported_is_noticed_by_the_threads_next_row():
         (2, "/fhir/Patient/next"),
     ]
     assert services._chain.pending is None and run("audit_verify")[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_more_chains_per_process_let_write_transactions_commit_side_by_side(settings, monkeypatch):
+    settings.FHIR_AUDIT_CHAINS = 2
+    monkeypatch.setattr(services, "_extra", [])
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with transaction.atomic():
+            record("/fhir/Patient/slow")
+            holding.set()
+            release.wait(5)
+        services.settle()
+        connection.close()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    assert holding.wait(5)
+    started = time.monotonic()
+    if connection.vendor == "postgresql":  # SQLite: the database itself has one writer at a time
+        record("/fhir/Patient/meanwhile")
+        assert time.monotonic() - started < 1  # did not wait for the writer's commit
+    release.set()
+    w.join()
+    for n in range(3):
+        record(f"/fhir/Patient/{n}")
+    chains = AuditEntry.objects.values_list("chain", flat=True).distinct()
+    assert 1 <= len(chains) <= 2
+    for chain in chains:
+        assert list(
+            AuditEntry.objects.filter(chain=chain).order_by("seq").values_list("seq", flat=True)
+        ) == list(range(1, AuditEntry.objects.filter(chain=chain).count() + 1))
+    assert run("audit_verify")[0] == 0

@@ -207,6 +207,10 @@ FHIR_DB_ARCHIVER_ROLE = env.str("FHIR_DB_ARCHIVER_ROLE", default="")
 # Seconds a request waits for its process's audit chain (a write holds it from its row until its
 # transaction ends) before it fails unaudited-and-unserved with a 500.
 FHIR_AUDIT_LOCK_TIMEOUT = _int_setting("FHIR_AUDIT_LOCK_TIMEOUT", 10)
+# Chains per process. One (the default) orders all of a process's rows in one sequence, and its
+# write transactions commit one after another (each holds the chain until its commit). More let up
+# to that many write transactions of one process commit side by side, each chain still gapless.
+FHIR_AUDIT_CHAINS = _int_setting("FHIR_AUDIT_CHAINS", 1)
 # `X-Explain: true` from an Admin caller answers with the rule chain's reasoning instead of the
 # request's result (authz/explain.py).
 FHIR_EXPLAIN = env.bool("FHIR_EXPLAIN", default=False)
