@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import time
 import zlib
@@ -35,7 +36,7 @@ from pathlib import Path
 from django.db import connections, transaction
 
 from .models import AuditAnchor, AuditCheckpoint, AuditEntry
-from .services import GENESIS, HASHED, entry_hash
+from .services import GENESIS, HASHED, _plain, entry_hash
 
 CHUNK = 2000
 # The columns a walk needs: the row's id (to name it), both hashes, and what the hash covers.
@@ -130,9 +131,12 @@ class ChainWalk:
         if row["prev_hash"] != self.prev_hash:
             return self._break(LINK_BROKEN, row, f"its prev_hash is not the hash of {self._origin()}")
         if entry_hash(row["prev_hash"], row) != row["hash"]:
-            return self._break(
-                CONTENT_CHANGED, row, "its hash does not match its content (a column was changed)"
-            )
+            detail = "its hash does not match its content under the audit key (a column was changed"
+            if _unkeyed_hash(row["prev_hash"], row) == row["hash"]:
+                # Still a break: anyone can compute this. But it is also what rows written before
+                # hashes were keyed look like (docs/deployment.md, "Upgrading").
+                detail += ", or the row predates keyed hashes: it carries an unkeyed SHA-256"
+            return self._break(CONTENT_CHANGED, row, detail + ")")
         self.next_seq = seq + 1
         self.prev_hash = row["hash"]
         return None
@@ -152,6 +156,13 @@ class ChainWalk:
             source=self.source,
             row=describe(row),
         )
+
+
+def _unkeyed_hash(prev_hash: str, row: Mapping) -> str:
+    """The hash of earlier versions (no key, no rules_version), to tell an old row from a forgery
+    the operator should look at either way."""
+    values = [prev_hash] + [_plain(row.get(name)) for name in HASHED if name != "rules_version"]
+    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 def describe(row: Mapping) -> str:

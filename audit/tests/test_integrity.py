@@ -152,6 +152,20 @@ def test_a_rewritten_chain_does_not_verify_without_the_key(hasher):
     assert status == 1 and "content changed" in message and f"row {rows[1].id}" in message
 
 
+def test_a_row_from_before_keyed_hashes_is_named_as_such_and_still_refused():
+    rows = write(2)
+
+    def old_style(prev: str, fields: dict) -> str:
+        values = [prev] + [services._plain(fields.get(name)) for name in HASHED if name != "rules_version"]
+        return hashlib.sha256(
+            json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+        ).hexdigest()
+
+    _rechain(rows, 0, old_style)
+    status, message = run("audit_verify", "--no-anchor")
+    assert status == 1 and "predates keyed hashes" in message
+
+
 def test_the_same_rewrite_with_the_key_would_verify():
     """The control for the test above: only the key stands between a forger and a clean walk."""
     rows = write(4)
@@ -534,3 +548,24 @@ def test_more_chains_per_process_let_write_transactions_commit_side_by_side(sett
             AuditEntry.objects.filter(chain=chain).order_by("seq").values_list("seq", flat=True)
         ) == list(range(1, AuditEntry.objects.filter(chain=chain).count() + 1))
     assert run("audit_verify")[0] == 0
+
+
+def test_the_version_of_the_rules_a_request_consulted(tmp_path):
+    """Callers whose credential did not bring the version (OAuth, JWTs): the rules the request
+    consulted name it, unless the rule set was reloaded since (then it is not claimed)."""
+    from authz import rules as authz_rules
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'rules:\n  - {name: admin-all, role: Admin, resource: "*", operation: "*", validator: Allowed}\n'
+    )
+    assert run("load_rules", str(rules))[0] == 0
+    version = RuleSetVersion.objects.get().version
+    ctx = AccessContext(role="Admin")
+    ctx.cache[("rules",)] = authz_rules.current_rules()
+    record(ctx=ctx)
+    assert AuditEntry.objects.latest("id").rules_version == version
+    stale = AccessContext(role="Admin")
+    stale.cache[("rules",)] = ()  # rules no longer the loaded ones
+    record(ctx=stale)
+    assert AuditEntry.objects.latest("id").rules_version is None
