@@ -16,7 +16,7 @@ from resources import fhirjson
 
 from . import fhir
 from .export import patient_condition
-from .models import AuditEntry, AuditPatient
+from .models import AuditAnchor, AuditCheckpoint, AuditEntry, AuditPatient
 
 
 class _ReadOnly:
@@ -60,7 +60,7 @@ class PatientFilter(admin.SimpleListFilter):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
-    list_display = ["time", "caller", "operation", "resource", "outcome", "status", "rule"]
+    list_display = ["time", "caller", "operation", "resource", "outcome", "status", "rule", "rules_version"]
     list_filter = ["outcome", "operation", "role", PatientFilter]
     search_fields = ["identity", "=request_id", "=resource_id"]
     date_hierarchy = "time"
@@ -89,7 +89,10 @@ class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Outcome", {"fields": ["outcome", "status", "reason", "rule", "filters", "results"]}),
+        (
+            "Outcome",
+            {"fields": ["outcome", "status", "reason", "rule", "rules_version", "filters", "results"]},
+        ),
         ("Chain", {"classes": ["collapse"], "fields": ["chain", "seq", "prev_hash", "hash"]}),
         ("As an AuditEvent", {"classes": ["collapse"], "fields": ["audit_event"]}),
     ]
@@ -120,3 +123,22 @@ class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
     @admin.display(description="AuditEvent")
     def audit_event(self, obj: AuditEntry) -> str:
         return format_html("<pre>{}</pre>", fhirjson.dumps_pretty(fhir.from_entry(obj)))
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(_ReadOnly, admin.ModelAdmin):
+    """Chain heads as anchored: `audit_verify` requires each chain to reach its newest one."""
+
+    list_display = ["chain", "seq", "time", "source", "hash"]
+    search_fields = ["=chain"]
+    ordering = ["-time", "-id"]
+    show_full_result_count = False
+
+
+@admin.register(AuditAnchor)
+class AuditAnchorAdmin(_ReadOnly, admin.ModelAdmin):
+    """Where each chain continues after `audit_archive` moved its older rows to a file."""
+
+    list_display = ["chain", "seq", "archive", "created"]
+    search_fields = ["=chain", "archive"]
+    ordering = ["-created", "-id"]

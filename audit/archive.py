@@ -16,8 +16,11 @@ Order of a run, so that a row is never only in neither place:
    archived: the break would be hidden behind a fresh anchor), and that they are a contiguous
    prefix of their chain;
 2. write the file under a `.partial` name, fsync it, rename it, fsync the directory;
-3. in ONE transaction: delete exactly those rows (and their patient rows), checking the counts, and
-   record an AuditAnchor per chain (seq and hash of its last archived row, the file's name);
+3. in ONE transaction: delete exactly those rows (and their patient rows, and the checkpoints the
+   new anchors supersede), checking the counts, and record an AuditAnchor per chain (seq and hash
+   of its last archived row, the file's name). On PostgreSQL this is the SECURITY DEFINER function
+   `audit_archive_delete` (migration 0004), the only way past the append-only trigger, which
+   itself refuses anything but a chain's oldest rows and always leaves the anchor;
 4. if step 3 fails, remove the file (unless the anchors show that the transaction did commit).
 
 Memory stays flat: rows stream through a server-side cursor in chunks, and the file's header,
@@ -42,7 +45,7 @@ from typing import IO
 from django.db import connections, transaction
 from django.utils import timezone
 
-from .models import AuditAnchor, AuditEntry, AuditPatient
+from .models import AuditAnchor, AuditCheckpoint, AuditEntry, AuditPatient
 from .services import _plain
 from .verify import CHUNK, ROWS_MISSING, ChainWalk, latest_anchors, snapshot
 
@@ -227,49 +230,75 @@ def _patients(using: str, entry_ids: list[int]) -> dict[int, list[dict]]:
 def _delete_and_anchor(ranges: list[ChainRange], name: str, rows: int, patients: int, using: str) -> None:
     """Delete exactly the archived rows and leave the anchors, all or nothing."""
     conn = connections[using]
-    qn = conn.ops.quote_name
-    entries, patient_rows = qn(AuditEntry._meta.db_table), qn(AuditPatient._meta.db_table)
-    deleted = deleted_patients = 0
     with transaction.atomic(using=using), conn.cursor() as cursor:
         if conn.vendor == "postgresql":
-            # The append-only trigger (migration 0002) lets a DELETE through only in a transaction
-            # that says it is archiving; SET LOCAL ends with it.
-            cursor.execute("SET LOCAL audit.archiving = 'on'")
-        # Raw SQL on purpose: the models' queryset refuses delete() so that nothing else in the
-        # application can delete audit rows by accident; this is the one place that does, after
-        # the rows are safely in the file. By (chain, seq range), not by time: rows written since
-        # the file was, even with an older time, stay.
-        for batch in _chunks(ranges, DELETE_BATCH):
-            where = " OR ".join(["(chain = %s AND seq BETWEEN %s AND %s)"] * len(batch))
-            params = [value for r in batch for value in (r.chain, r.from_seq, r.to_seq)]
-            cursor.execute(
-                f"DELETE FROM {patient_rows} WHERE entry_id IN (SELECT id FROM {entries} WHERE {where})",
-                params,
-            )
-            deleted_patients += cursor.rowcount
-            cursor.execute(f"DELETE FROM {entries} WHERE {where}", params)
-            deleted += cursor.rowcount
-        if (deleted, deleted_patients) != (rows, patients):
-            # Another archive run got there first, or rows changed under us: the file and the
-            # database would disagree, so nothing is kept.
-            raise ArchiveError(
-                f"expected to delete {rows} rows and {patients} patient rows, found {deleted} and "
-                f"{deleted_patients}; nothing deleted (is another audit_archive running?)"
-            )
-        _anchor(ranges, name, using)
-        if conn.vendor == "postgresql":
-            # Inside an outer transaction (tests) SET LOCAL would outlive this block.
-            cursor.execute("SET LOCAL audit.archiving = 'off'")
+            deleted, deleted_patients = _delete_through_function(cursor, ranges, name)
+        else:
+            deleted, deleted_patients = _delete_rows(cursor, conn, ranges)
+            _anchor(ranges, name, using)
+        _check_counts(deleted, deleted_patients, rows, patients)
+
+
+def _delete_through_function(cursor, ranges: list[ChainRange], name: str) -> tuple[int, int]:
+    """On PostgreSQL the append-only trigger (migration 0004) lets rows go only through
+    `audit_archive_delete`, which deletes each chain's prefix and records its anchor itself."""
+    deleted = deleted_patients = 0
+    for batch in _chunks(ranges, DELETE_BATCH):
+        payload = [
+            {"chain": r.chain, "from_seq": r.from_seq, "to_seq": r.to_seq, "to_hash": r.to_hash}
+            for r in batch
+        ]
+        cursor.execute(
+            "SELECT entries, patients FROM audit_archive_delete(%s, %s::jsonb)", [name, json.dumps(payload)]
+        )
+        entries, patient_rows = cursor.fetchone()
+        deleted += entries
+        deleted_patients += patient_rows
+    return deleted, deleted_patients
+
+
+def _delete_rows(cursor, conn, ranges: list[ChainRange]) -> tuple[int, int]:
+    """SQLite: raw SQL on purpose. The models' queryset refuses delete() so that nothing else in the
+    application deletes audit rows by accident; this is the one place that does, after the rows are
+    safely in the file. By (chain, seq range), not by time: rows written since the file was, even
+    with an older time, stay."""
+    qn = conn.ops.quote_name
+    entries, patient_rows = qn(AuditEntry._meta.db_table), qn(AuditPatient._meta.db_table)
+    checkpoints = qn(AuditCheckpoint._meta.db_table)
+    deleted = deleted_patients = 0
+    for batch in _chunks(ranges, DELETE_BATCH):
+        where = " OR ".join(["(chain = %s AND seq BETWEEN %s AND %s)"] * len(batch))
+        params = [value for r in batch for value in (r.chain, r.from_seq, r.to_seq)]
+        cursor.execute(
+            f"DELETE FROM {patient_rows} WHERE entry_id IN (SELECT id FROM {entries} WHERE {where})",
+            params,
+        )
+        deleted_patients += cursor.rowcount
+        cursor.execute(f"DELETE FROM {entries} WHERE {where}", params)
+        deleted += cursor.rowcount
+        # The anchor left behind supersedes the checkpoints of the rows it replaces.
+        cursor.execute(
+            f"DELETE FROM {checkpoints} WHERE " + " OR ".join(["(chain = %s AND seq <= %s)"] * len(batch)),
+            [value for r in batch for value in (r.chain, r.to_seq)],
+        )
+    return deleted, deleted_patients
+
+
+def _check_counts(deleted: int, deleted_patients: int, rows: int, patients: int) -> None:
+    if (deleted, deleted_patients) != (rows, patients):
+        # Another archive run got there first, or rows changed under us: the file and the
+        # database would disagree, so nothing is kept.
+        raise ArchiveError(
+            f"expected to delete {rows} rows and {patients} patient rows, found {deleted} and "
+            f"{deleted_patients}; nothing deleted (is another audit_archive running?)"
+        )
 
 
 def _anchor(ranges: list[ChainRange], name: str, using: str) -> None:
-    """Where each chain continues: created, or replaced should one exist at the same seq."""
+    """Where each chain continues (SQLite; on PostgreSQL the function records them)."""
     AuditAnchor.objects.using(using).bulk_create(
         [AuditAnchor(chain=r.chain, seq=r.to_seq, hash=r.to_hash, archive=name) for r in ranges],
         batch_size=500,
-        update_conflicts=True,
-        unique_fields=["chain", "seq"],
-        update_fields=["hash", "archive"],
     )
 
 

@@ -87,6 +87,7 @@ OBSERVER_TYPE = {
 
 EXTENSION_BASE = "urn:fhirplatform:audit:"
 RULE_EXTENSION = EXTENSION_BASE + "rule"
+RULES_VERSION_EXTENSION = EXTENSION_BASE + "rules-version"  # the rule set's version that decided
 FILTER_EXTENSION = EXTENSION_BASE + "filter"
 STATUS_EXTENSION = EXTENSION_BASE + "http-status"
 RESULT_EXTENSION = EXTENSION_BASE + "result"  # success | failure | denied, which `outcome` 4 merges
@@ -216,6 +217,8 @@ def audit_event(row: Mapping) -> dict:
 
 def _extensions(row: Mapping) -> list[dict]:
     out = [{"url": RULE_EXTENSION, "valueString": name} for name in _rules(row["rule"])]
+    if row.get("rules_version") is not None:
+        out.append({"url": RULES_VERSION_EXTENSION, "valueInteger": int(row["rules_version"])})
     out += [
         {"url": FILTER_EXTENSION, "valueString": text}
         for text in (_text(f) for f in (row["filters"] or "").split(","))

@@ -1,14 +1,22 @@
 """The audit log: one append-only row per FHIR API request, hash-chained so that edits show.
 
-Chains: every writer (a process, and a thread within it) keeps its own chain, identified by
-`chain` and numbered by `seq` from 1; each row carries the hash of the previous row of its chain
-and its own hash over its content (services.py). Writers never wait on one another for the chain,
-so auditing adds no lock between concurrent requests; `audit_verify` walks every chain.
+Chains: every process keeps one chain for all its threads (services.py), identified by `chain`
+and numbered by `seq` from 1; each row carries the hash of the previous row of its chain and its
+own HMAC over its content under a key kept outside the database (settings.FHIR_AUDIT_KEY), so a
+rewritten chain does not verify without the key. Appends are serialised by a lock held from a
+row's insert until its transaction ends, so a rolled-back write leaves no hole. A restarted
+process starts a new chain; `audit_verify` walks every chain.
+
+Anchors: AuditCheckpoint rows record a chain's head (seq and hash) as it grows (the writer, with
+its first row and then periodically; `audit_anchor`; `audit_verify`), so rows cut off the end of
+a chain, or a whole chain, show. AuditAnchor rows record where a chain continues after
+`audit_archive` moved its older rows to a file.
 
 Append-only: the application never updates or deletes a row (the queryset refuses), and on
-PostgreSQL a trigger refuses UPDATE and DELETE (migration 0002); only `audit_archive`, which moves
-old rows to files and leaves an anchor behind, may delete, by setting `audit.archiving` for its
-own transaction.
+PostgreSQL a trigger refuses UPDATE and DELETE on every audit table (migration 0004) unless the
+statement comes from the SECURITY DEFINER function `audit_archive_delete`, which only the
+archiving command calls; the application should run as a role that does not own these tables
+(docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -53,6 +61,9 @@ class AuditEntry(models.Model):
     # Resources returned or written, compactly: "Observation/1@3 Patient/7@1 ...".
     results = models.TextField(blank=True)
     rule = models.CharField(max_length=100, blank=True)
+    # The version of the rule set that decided (authz RuleSetVersion.version; 0: the built-in
+    # default rules, no rule set loaded yet; null: no rule was consulted, e.g. a refused credential).
+    rules_version = models.BigIntegerField(null=True, blank=True)
     filters = models.TextField(blank=True)
     outcome = models.CharField(max_length=10, choices=OUTCOMES)
     status = models.PositiveSmallIntegerField()
@@ -110,3 +121,28 @@ class AuditAnchor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain} #{self.seq} -> {self.archive}"
+
+
+class AuditCheckpoint(models.Model):
+    """A chain's head as it was once: row `seq` of `chain` existed with hash `hash`.
+
+    `audit_verify` requires every chain to reach its newest checkpoint with that very row, so that
+    rows deleted from the end of a chain (or a whole chain) show. Written by the process that owns
+    the chain (`source` "writer", in the transaction of the row it names), by `audit_anchor` and by
+    `audit_verify` ("command")."""
+
+    WRITER, COMMAND = "writer", "command"
+
+    chain = models.CharField(max_length=40)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    time = models.DateTimeField()
+    source = models.CharField(max_length=10)
+
+    objects = AppendOnly.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["chain", "seq"], name="audit_checkpoint_chain_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.chain} reached #{self.seq} ({self.source}, {self.time:%Y-%m-%d %H:%M:%S})"

@@ -6,15 +6,33 @@ calls `record` once per request: inside the write's transaction for writes (a ro
 leaves no "success" row; the view layer then records a "failure" row), after the answer for reads.
 A failure to record fails the request: nothing is served or kept unaudited.
 
-Hash: sha256 over the previous hash of the chain and the row's fields in a fixed order (`HASHED`),
-as compact JSON; `entry_hash` is the one definition that writing and verifying share.
+The chain: one per process, shared by its threads (`_Chain`), so that under a threaded WSGI
+server, `runserver` or an ASGI server consecutive requests are consecutive rows. A row is chained
+under the chain's lock; a row written in a transaction keeps the lock until the transaction ends
+(`settle` after the commit, `undo_last` after a rollback, which takes the row's place back), so a
+rolled-back write never leaves a row chained onto a row that does not exist. Reads are written in
+autocommit and hold the lock for their one statement; no extra round trip is spent on the chain.
+The price is that a process's write transactions commit one after another; FHIR_AUDIT_CHAINS > 1
+gives a process that many chains (each gapless, each verified), taken by whichever row finds one
+free, so that its writes commit side by side again.
+The head is anchored (an AuditCheckpoint row, in the row's transaction) with the chain's first row
+and then every FHIR_AUDIT_ANCHOR_ROWS rows or FHIR_AUDIT_ANCHOR_SECONDS seconds.
+
+Hash: HMAC-SHA256 under settings.FHIR_AUDIT_KEY (kept outside the database) over the previous hash
+of the chain and the row's fields in a fixed order (`HASHED`), as compact JSON; `entry_hash` is
+the one definition that writing and verifying share.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
+import logging
+import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,13 +40,15 @@ from datetime import UTC
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
 
 from authz.context import AccessContext
 
-from .models import AuditEntry, AuditPatient
+from .models import AuditCheckpoint, AuditEntry, AuditPatient
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 HASHED = (
@@ -52,6 +72,7 @@ HASHED = (
     "query",
     "results",
     "rule",
+    "rules_version",
     "filters",
     "outcome",
     "status",
@@ -63,9 +84,26 @@ HASHED = (
 MAX_RESULTS = 2000
 
 
-def entry_hash(prev_hash: str, fields: dict) -> str:
+def entry_hash(prev_hash: str, fields: dict, key: bytes | None = None) -> str:
+    """HMAC-SHA256, under the audit key (settings.FHIR_AUDIT_KEY unless `key` is given), of the
+    previous row's hash and this row's `HASHED` fields as compact JSON."""
     values = [prev_hash] + [_plain(fields.get(name)) for name in HASHED]
-    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    message = json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()
+    mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else _keyed().copy()
+    mac.update(message)
+    return mac.hexdigest()
+
+
+_keyed_cache: tuple[str, hmac.HMAC | None] = ("", None)
+
+
+def _keyed() -> hmac.HMAC:
+    """An HMAC already keyed with settings.FHIR_AUDIT_KEY, to copy (cheaper than keying anew)."""
+    global _keyed_cache
+    text = settings.FHIR_AUDIT_KEY
+    if _keyed_cache[0] is not text or _keyed_cache[1] is None:
+        _keyed_cache = (text, hmac.new(text.encode(), digestmod=hashlib.sha256))
+    return _keyed_cache[1]
 
 
 def _plain(value: object) -> object:
@@ -107,30 +145,119 @@ def note_results(ctx: AccessContext, stored: Iterable) -> None:
         results.append((one.resource_type, one.fhir_id, one.version, getattr(one, "pk", None)))
 
 
-# --- the chain of this writer ---------------------------------------------------------------------
+# --- the chain of this process -------------------------------------------------------------------
 
 
-class _Chain(threading.local):
+class AuditUnavailable(RuntimeError):
+    """The row could not be chained in time (another request held the chain too long)."""
+
+
+@dataclass
+class _Pending:
+    """Rows appended by one thread whose transaction has not ended: the chain stays locked until it
+    does, so no other row is chained onto a row that may still roll back."""
+
+    thread: int
+    token: object
+    # The chain's head, and when it was last anchored, before the first of these rows.
+    before: tuple[int, str, int, float]
+
+
+class _Chain:
+    """This process's chain: one for all of its threads (WSGI threads, an ASGI server's executor
+    threads), appended to under `lock`. A new process (a restart, a forked worker) starts a new one."""
+
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex
+        self.pid = os.getpid()
         self.seq = 0
         self.hash = GENESIS
-        self.undo: tuple[int, str] | None = None
+        self.anchored_seq = 0
+        self.anchored_at = time.monotonic()
+        self.lock = threading.Lock()
+        self.pending: _Pending | None = None
+
+    def state(self) -> tuple[int, str, int, float]:
+        return self.seq, self.hash, self.anchored_seq, self.anchored_at
+
+    def restore(self, state: tuple[int, str, int, float]) -> None:
+        self.seq, self.hash, self.anchored_seq, self.anchored_at = state
+
+    def held_by_me(self) -> bool:
+        return self.pending is not None and self.pending.thread == threading.get_ident()
+
+    def release(self, token: object | None = None) -> None:
+        """End the pending rows (of `token`, or of the calling thread) and unlock the chain."""
+        pending = self.pending
+        if pending is None or (
+            pending.token is not token if token is not None else pending.thread != threading.get_ident()
+        ):
+            return
+        self.pending = None
+        self.lock.release()
 
 
 _chain = _Chain()
+# More chains of this process, used only with FHIR_AUDIT_CHAINS > 1 while `_chain` is held.
+_extra: list[_Chain] = []
+_grow = threading.Lock()
+
+
+def _current() -> _Chain:
+    global _chain, _extra
+    if _chain.pid != os.getpid():
+        # A forked worker (gunicorn --preload) must not continue its parent's chains: both would
+        # write the same seq numbers.
+        _chain, _extra = _Chain(), []
+    return _chain
+
+
+def _held() -> _Chain | None:
+    """The chain this thread holds with rows of a transaction that has not ended, if any."""
+    if _current().held_by_me():
+        return _chain
+    for chain in _extra:
+        if chain.held_by_me():
+            return chain
+    return None
+
+
+def _acquire() -> _Chain:
+    """Lock a chain of this process for the next row. With FHIR_AUDIT_CHAINS = 1 (the default)
+    every row waits for the one chain; with more, a row takes a free chain, or starts one while
+    there are fewer than that, so write transactions of one process commit side by side."""
+    first = _current()
+    timeout = settings.FHIR_AUDIT_LOCK_TIMEOUT
+    if settings.FHIR_AUDIT_CHAINS > 1:
+        for chain in (first, *_extra):
+            if chain.lock.acquire(blocking=False):
+                return chain
+        with _grow:
+            if len(_extra) + 1 < settings.FHIR_AUDIT_CHAINS:
+                chain = _Chain()
+                chain.lock.acquire()
+                _extra.append(chain)
+                return chain
+    if not first.lock.acquire(timeout=timeout):
+        raise AuditUnavailable(f"The audit chain stayed locked for more than {timeout} s")
+    return first
 
 
 def undo_last() -> None:
-    """The transaction that held the last row rolled back: the chain continues from the row before."""
-    if _chain.undo is not None:
-        _chain.seq, _chain.hash = _chain.undo
-        _chain.undo = None
+    """The transaction holding this thread's last rows rolled back: the chain continues from the row
+    before them, and other threads may append again."""
+    chain = _held()
+    if chain is not None:
+        chain.restore(chain.pending.before)
+        chain.release()
 
 
 def settle() -> None:
-    """The last row is durable (or part of a transaction that committed)."""
-    _chain.undo = None
+    """This thread's last rows are durable (autocommit, or their transaction committed); other
+    threads may chain onto them. Also done by an on-commit hook, so calling it twice is harmless."""
+    chain = _held()
+    if chain is not None:
+        chain.release()
 
 
 def record(
@@ -148,15 +275,20 @@ def record(
     client_ip: str | None = None,
     user_agent: str = "",
 ) -> None:
-    """Write the request's row (and its patient index rows) in one go."""
+    """Write the request's row (and its patient index rows) as the next row of the process's chain.
+
+    In autocommit the row is durable when this returns. Inside a transaction it is chained
+    provisionally: the chain stays locked for other threads until the transaction ends, which the
+    caller reports with `settle()` (committed; an on-commit hook does it too) or `undo_last()`
+    (rolled back). Raises when the row cannot be written (the request must then fail)."""
     noted = notes(ctx)
     results = noted.results
     version = str(results[0][2]) if len(results) == 1 and results[0][2] is not None else ""
     fields = {
-        "time": timezone.now(),
+        "time": None,
         "request_id": ctx.request_id[:200],
-        "chain": _chain.id,
-        "seq": _chain.seq + 1,
+        "chain": "",
+        "seq": 0,
         "role": ctx.role,
         "identity": ctx.identity or "",
         "user": ctx.user,
@@ -173,6 +305,7 @@ def record(
         "query": query[:8000],
         "results": " ".join(f"{t}/{i}@{v}" if v is not None else f"{t}/{i}" for t, i, v, _ in results),
         "rule": ",".join(noted.rules)[:100],
+        "rules_version": _rules_version(ctx),
         "filters": ",".join(noted.filters),
         "outcome": outcome,
         "status": status,
@@ -188,24 +321,123 @@ def record(
             fields["client_ip"] = None
     # PostgreSQL text cannot hold NUL; a request path may (it is refused, and audited, all the same).
     fields = {k: v.replace("\x00", "\\0") if isinstance(v, str) else v for k, v in fields.items()}
-    digest = entry_hash(_chain.hash, fields)
     pks = [pk for _t, _i, _v, pk in results if pk is not None]
-    _insert({**fields, "prev_hash": _chain.hash, "hash": digest}, pks)
-    # A rolled-back write takes its row with it (undo_last), and the failure row written next
-    # takes the same place in the chain.
-    _chain.undo = (_chain.seq, _chain.hash)
-    _chain.seq, _chain.hash = fields["seq"], digest
+    # The connection itself, not the `connection` proxy: each attribute of the proxy is a
+    # context-local lookup, and the audit row is on every request's path.
+    conn = connections[DEFAULT_DB_ALIAS]
+    if conn.in_atomic_block:
+        _append(conn, fields, pks)
+        return
+    if _held() is not None:
+        # This thread's last rows were written in a transaction that has ended without its commit
+        # hook running: it rolled back (and no one said so with undo_last). Their place is free.
+        undo_last()
+    try:
+        if conn.vendor == "sqlite":
+            # One writer at a time: a write holds the database's write lock when it comes to lock
+            # the chain, so this row takes the database first too, or each would wait for the other
+            # (the write on the chain, this row on the database) until the busy timeout. SQLite
+            # transactions are IMMEDIATE (settings).
+            with transaction.atomic():
+                _append(conn, fields, pks)
+        else:
+            _append(conn, fields, pks)
+    except BaseException:
+        undo_last()
+        raise
+    settle()  # autocommit: the row is committed
+
+
+def _append(conn, fields: dict, pks: list[int]) -> None:
+    chain = _held()
+    mine = chain is not None
+    if chain is None:
+        chain = _acquire()
+    state = chain.state()
+    in_transaction = conn.in_atomic_block
+    try:
+        fields["chain"], fields["seq"] = chain.id, chain.seq + 1
+        fields["time"] = timezone.now()
+        digest = entry_hash(chain.hash, fields)
+        _insert(conn, {**fields, "prev_hash": chain.hash, "hash": digest}, pks)
+        chain.seq, chain.hash = fields["seq"], digest
+        now = time.monotonic()
+        if (
+            chain.anchored_seq == 0
+            or chain.seq - chain.anchored_seq >= settings.FHIR_AUDIT_ANCHOR_ROWS
+            or now - chain.anchored_at >= settings.FHIR_AUDIT_ANCHOR_SECONDS
+        ):
+            if in_transaction:
+                _checkpoint(conn, chain.id, chain.seq, digest, fields["time"])
+                chain.anchored_seq, chain.anchored_at = chain.seq, now
+            else:
+                # The row is committed already: a checkpoint that fails now is tried again with
+                # the next row, and must not take the row's place in the chain back.
+                try:
+                    _checkpoint(conn, chain.id, chain.seq, digest, fields["time"])
+                    chain.anchored_seq, chain.anchored_at = chain.seq, now
+                except Exception:
+                    log.exception("Could not anchor audit chain %s at seq %s", chain.id, chain.seq)
+    except BaseException:
+        chain.restore(state)
+        if not mine:
+            chain.lock.release()
+        raise
+    if mine:
+        return
+    if not in_transaction:
+        chain.lock.release()  # autocommit: the row is committed, others may chain onto it
+        return
+    token = object()
+    chain.pending = _Pending(threading.get_ident(), token, state)
+    # Should the caller not report the end of the transaction, the commit still unlocks.
+    transaction.on_commit(functools.partial(chain.release, token))
+
+
+def _checkpoint(conn, chain: str, seq: int, digest: str, moment) -> None:
+    """Anchor the head just written, in the same transaction (or, in autocommit, right after it)."""
+    table = AuditCheckpoint._meta.db_table
+    insert = f"INSERT INTO {table} (chain, seq, hash, time, source)"
+    if conn.vendor == "postgresql" and not conn.in_atomic_block:
+        # After a read's row: committed asynchronously like it (WAL order keeps the row first).
+        sql = f"{ASYNC_COMMIT} {insert} SELECT %s, %s, %s, %s, %s FROM async"
+    else:
+        sql = f"{insert} VALUES (%s, %s, %s, %s, %s)"
+    with conn.cursor() as cursor:
+        cursor.execute(
+            sql, [chain, seq, digest, conn.ops.adapt_datetimefield_value(moment), AuditCheckpoint.WRITER]
+        )
+
+
+def _rules_version(ctx: AccessContext) -> int | None:
+    """The version of the rule set that decided the request: authentication learnt it with the
+    token (API tokens); otherwise it is the version of the rules the request consulted, if the
+    rule set has not been reloaded since. None when no rule was consulted or it cannot be told."""
+    cache = ctx.cache
+    if ("rules-version",) in cache:
+        known = cache[("rules-version",)]
+        return 0 if known is None else int(known)
+    consulted = cache.get(("rules",))
+    if consulted is None:
+        return None
+    from authz import rules as authz_rules
+
+    loaded = authz_rules._cache
+    if loaded is not None and loaded[1] is consulted:
+        return 0 if loaded[0] is None else int(loaded[0])
+    return None
 
 
 _COLUMNS = (*HASHED, "prev_hash", "hash")
+ASYNC_COMMIT = "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS s)"
 
 
-def _insert(row: dict, pks: list[int]) -> None:
+def _insert(conn, row: dict, pks: list[int]) -> None:
     """The entry and its patient index rows. Reads are audited in autocommit mode, so this is one
     statement on PostgreSQL (a data-modifying CTE) rather than a transaction of three round trips."""
     from resources.models import CompartmentMembership, Resource
 
-    ops = connection.ops
+    ops = conn.ops
     values = [
         ops.adapt_datetimefield_value(row[c])
         if c == "time"
@@ -215,20 +447,18 @@ def _insert(row: dict, pks: list[int]) -> None:
         for c in _COLUMNS
     ]
     entry_table, patient_table = AuditEntry._meta.db_table, AuditPatient._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
+    columns = ", ".join(conn.ops.quote_name(c) for c in _COLUMNS)
     placeholders = ", ".join(["%s"] * len(_COLUMNS))
     insert = f"INSERT INTO {entry_table} ({columns}) VALUES ({placeholders}) RETURNING id"
-    asynchronous = connection.vendor == "postgresql" and not connection.in_atomic_block
+    asynchronous = conn.vendor == "postgresql" and not conn.in_atomic_block
     if asynchronous:
         # The row of a read is a statement of its own; waiting for its WAL flush would make every
         # read pay a disk sync, so it commits asynchronously: a database crash may lose the last
         # few hundred milliseconds of read rows. A write's row commits with the write, synchronously.
         insert = f"INSERT INTO {entry_table} ({columns}) SELECT {placeholders} FROM async RETURNING id"
-    prefix = (
-        "WITH async AS (SELECT set_config('synchronous_commit', 'off', true) AS s)" if asynchronous else ""
-    )
+    prefix = ASYNC_COMMIT if asynchronous else ""
     if not pks:
-        with connection.cursor() as cursor:
+        with conn.cursor() as cursor:
             cursor.execute(f"{prefix} {insert}", values)
         return
     marks = ", ".join(["%s"] * len(pks))
@@ -237,8 +467,8 @@ def _insert(row: dict, pks: list[int]) -> None:
         f"WHERE compartment_type = 'Patient' AND resource_id IN ({marks}) "
         f"UNION SELECT fhir_id FROM {Resource._meta.db_table} WHERE resource_type = 'Patient' AND id IN ({marks})"
     )
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+    with conn.cursor() as cursor:
+        if conn.vendor == "postgresql":
             head = f"{prefix}, e AS ({insert})" if asynchronous else f"WITH e AS ({insert})"
             cursor.execute(
                 f"{head} INSERT INTO {patient_table} (entry_id, patient_id) "

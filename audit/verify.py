@@ -1,16 +1,21 @@
 """Verifying the audit log's hash chains, in the database and in the archive files.
 
 Implements `python manage.py audit_verify` (management/commands/audit_verify.py). The chains are
-defined in services.py: every writer numbers its rows 1, 2, 3... in `seq`, each row carries the
-previous row's hash in `prev_hash` and its own hash `entry_hash(prev_hash, fields)` over `HASHED`.
-A chain starts at seq 1 from GENESIS or, once `audit_archive` moved its older rows to a file, at
-`anchor.seq + 1` from `anchor.hash` (models.AuditAnchor).
+defined in services.py: every process numbers its rows 1, 2, 3... in `seq`, each row carries the
+previous row's hash in `prev_hash` and its own keyed hash `entry_hash(prev_hash, fields)` over
+`HASHED`. A chain starts at seq 1 from GENESIS or, once `audit_archive` moved its older rows to a
+file, at `anchor.seq + 1` from `anchor.hash` (models.AuditAnchor).
 
-What a walk detects: a changed column (the row's hash no longer matches its content), a changed or
-swapped hash (the next row's `prev_hash` no longer matches, or the row's own hash does not), and
-deleted rows (a gap in `seq`). What it cannot detect: rows cut off the end of a chain, or a whole
-chain removed, since nothing after them refers to them; and an anchor forged together with the
-deletion of the rows before it, unless the archive files are checked too (`verify_archives`).
+What a walk detects: a changed column (the row's HMAC no longer matches its content, and without
+the key a forger cannot compute one that does), a changed or swapped hash (the next row's
+`prev_hash` no longer matches, or the row's own hash does not), deleted rows (a gap in `seq`),
+and rows cut off the end of a chain or a whole chain removed, up to the chain's newest checkpoint
+(models.AuditCheckpoint: the chain must reach it, with the very row anchored there). What it
+cannot detect: the rows written after a chain's newest checkpoint, if they are deleted too (the
+writer anchors every FHIR_AUDIT_ANCHOR_ROWS rows or FHIR_AUDIT_ANCHOR_SECONDS; `audit_anchor` and
+`audit_verify` anchor every head), and anything done by someone who holds the key and the
+database's owner role; nor an anchor forged together with the deletion of the rows before it,
+unless the archive files are checked too (`verify_archives`).
 
 Walks stream: rows come ordered by (chain, seq) through a server-side cursor in chunks, and only
 the current position of the chain being walked is kept, so memory does not grow with the table.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import json
 import time
 import zlib
@@ -29,8 +35,8 @@ from pathlib import Path
 
 from django.db import connections, transaction
 
-from .models import AuditAnchor, AuditEntry
-from .services import GENESIS, HASHED, entry_hash
+from .models import AuditAnchor, AuditCheckpoint, AuditEntry
+from .services import GENESIS, HASHED, _plain, entry_hash
 
 CHUNK = 2000
 # The columns a walk needs: the row's id (to name it), both hashes, and what the hash covers.
@@ -73,6 +79,8 @@ class Report:
     files: int = 0
     seconds: float = 0.0
     broken: Break | None = None
+    # chain -> (seq, hash) of the last row walked: the heads `audit_verify` anchors afterwards.
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -123,9 +131,12 @@ class ChainWalk:
         if row["prev_hash"] != self.prev_hash:
             return self._break(LINK_BROKEN, row, f"its prev_hash is not the hash of {self._origin()}")
         if entry_hash(row["prev_hash"], row) != row["hash"]:
-            return self._break(
-                CONTENT_CHANGED, row, "its hash does not match its content (a column was changed)"
-            )
+            detail = "its hash does not match its content under the audit key (a column was changed"
+            if _unkeyed_hash(row["prev_hash"], row) == row["hash"]:
+                # Still a break: anyone can compute this. But it is also what rows written before
+                # hashes were keyed look like (docs/deployment.md, "Upgrading").
+                detail += ", or the row predates keyed hashes: it carries an unkeyed SHA-256"
+            return self._break(CONTENT_CHANGED, row, detail + ")")
         self.next_seq = seq + 1
         self.prev_hash = row["hash"]
         return None
@@ -145,6 +156,13 @@ class ChainWalk:
             source=self.source,
             row=describe(row),
         )
+
+
+def _unkeyed_hash(prev_hash: str, row: Mapping) -> str:
+    """The hash of earlier versions (no key, no rules_version), to tell an old row from a forgery
+    the operator should look at either way."""
+    values = [prev_hash] + [_plain(row.get(name)) for name in HASHED if name != "rules_version"]
+    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 def describe(row: Mapping) -> str:
@@ -191,30 +209,115 @@ def latest_anchors(using: str = "default", chain: str | None = None) -> dict[str
     }
 
 
-def verify_database(chain: str | None = None, using: str = "default") -> Report:
-    """Walk every chain (or one) in the database; stop at the first break."""
+def latest_checkpoints(using: str = "default", chain: str | None = None) -> dict[str, Checkpoint]:
+    """chain -> its newest checkpoint (the furthest head anchored)."""
+    points = AuditCheckpoint.objects.using(using).order_by("chain", "seq", "id")
+    if chain is not None:
+        points = points.filter(chain=chain)
+    return {
+        c: Checkpoint(seq, digest, moment, source)
+        for c, seq, digest, moment, source in points.values_list(
+            "chain", "seq", "hash", "time", "source"
+        ).iterator(CHUNK)
+    }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    hash: str
+    time: object
+    source: str
+
+    def describe(self) -> str:
+        if self.time is None:
+            return f"anchored at seq {self.seq} in {self.source}"
+        return f"anchored at seq {self.seq} on {self.time.isoformat()} ({self.source})"
+
+
+def _short_tail(
+    walk: ChainWalk | None, chain: str, point: Checkpoint, anchor: tuple[int, str] | None
+) -> Break | None:
+    """The break when the chain's rows stop before its newest checkpoint: rows cut off its end."""
+    archived = anchor[0] if anchor is not None else 0
+    if point.seq <= archived:
+        return None  # the checkpoint's row has been archived; the archive anchor took its place
+    last = walk.last_seq if walk is not None else archived
+    if last >= point.seq:
+        return None
+    ends = f"its rows end at seq {last}" if last else "it has no rows left"
+    return Break(
+        ROWS_MISSING,
+        chain,
+        last + 1,
+        None,
+        f"seq {last + 1}..{point.seq} missing at the end of the chain: {ends}, but it was {point.describe()}",
+    )
+
+
+def verify_database(
+    chain: str | None = None,
+    using: str = "default",
+    anchored: Mapping[str, tuple[int, str]] | None = None,
+    anchored_by: str = "file",
+) -> Report:
+    """Walk every chain (or one) in the database; stop at the first break. Every chain must reach
+    its newest checkpoint with the very row anchored there (rows cut off its end show);
+    `anchored`: heads recorded elsewhere (an anchor file), held to the same standard."""
     report = Report()
     started = time.perf_counter()
     with snapshot(using):
+        # Anchors and checkpoints before the rows: on SQLite, where each statement has its own
+        # snapshot, rows written meanwhile are then only more rows, never missing ones.
         anchors = latest_anchors(using, chain)
+        points = latest_checkpoints(using, chain)
+        for name, (seq, digest) in (anchored or {}).items():
+            if (chain is None or name == chain) and (name not in points or seq > points[name].seq):
+                points[name] = Checkpoint(seq, digest, None, anchored_by)
         rows = AuditEntry.objects.using(using).order_by("chain", "seq").values_list(*COLUMNS)
         if chain is not None:
             rows = rows.filter(chain=chain)
         walk: ChainWalk | None = None
-        seen = 0
+        seen: set[str] = set()
+
+        def finish(walk: ChainWalk) -> Break | None:
+            report.heads[walk.chain] = (walk.last_seq, walk.prev_hash)
+            point = points.get(walk.chain)
+            return _short_tail(walk, walk.chain, point, walk_anchor) if point else None
+
+        walk_anchor = None
         for values in rows.iterator(chunk_size=CHUNK):
             row = dict(zip(COLUMNS, values, strict=True))
             if walk is None or row["chain"] != walk.chain:
-                walk = ChainWalk.from_anchor(row["chain"], anchors.pop(row["chain"], None))
-                seen += 1
+                if walk is not None and (broken := finish(walk)) is not None:
+                    report.broken = broken
+                    break
+                walk_anchor = anchors.get(row["chain"])
+                walk = ChainWalk.from_anchor(row["chain"], walk_anchor)
+                seen.add(row["chain"])
             report.rows += 1
             broken = walk.check(row)
+            if broken is None:
+                point = points.get(walk.chain)
+                if point is not None and point.seq == row["seq"] and point.hash != row["hash"]:
+                    broken = walk._break(
+                        ANCHOR_MISMATCH, row, f"it is not the row {point.describe()} (another hash)"
+                    )
             if broken is not None:
                 report.broken = broken
                 break
-        # Chains whose rows have all been archived: nothing left to walk, their anchor says where
-        # they ended.
-        report.chains = seen + (len(anchors) if report.broken is None else 0)
+        else:
+            if walk is not None:
+                report.broken = finish(walk)
+        if report.broken is None:
+            # Chains with no rows left: all archived (their anchor says where they ended), or all
+            # deleted (their checkpoint says they had rows).
+            for name in sorted(set(points) - seen):
+                broken = _short_tail(None, name, points[name], anchors.get(name))
+                if broken is not None:
+                    report.broken = broken
+                    break
+        report.chains = len(seen | set(anchors) | set(points)) if report.broken is None else len(seen)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -223,6 +326,7 @@ def chain_exists(chain: str, using: str = "default") -> bool:
     return (
         AuditEntry.objects.using(using).filter(chain=chain).exists()
         or AuditAnchor.objects.using(using).filter(chain=chain).exists()
+        or AuditCheckpoint.objects.using(using).filter(chain=chain).exists()
     )
 
 

@@ -1,5 +1,6 @@
 """Keys that deployments may leave unconfigured: the RSA key the OAuth provider signs ID tokens with,
-and the key of property-filter pseudonyms.
+the key of property-filter pseudonyms and the key the audit log's row hashes are keyed with (HMAC,
+audit/services.py).
 
 Each is read from a file, generated there (mode 0600) when the file does not exist yet (the embedded
 mode keeps them under var/, which is not committed). Several servers must share one key (a

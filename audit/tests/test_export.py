@@ -54,6 +54,7 @@ def test_csv_to_a_file(traffic, tmp_path: Path):
     )
     search = next(r for r in rows if r["identity"] == "Practitioner/dr" and r["operation"] == "search")
     assert search["patients"] == "p1" and search["results"] == "Observation/o1@1"
+    assert search["rules_version"].isdigit()  # the rule set that let the practitioner search
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
 
 
@@ -67,6 +68,7 @@ def test_ndjson_to_stdout_has_every_column_and_the_patients(traffic):
         row = json.loads(line)
         entry = AuditEntry.objects.get(pk=row["id"])
         assert row["hash"] == entry.hash and row["seq"] == entry.seq and row["status"] == entry.status
+        assert row["rules_version"] == entry.rules_version
         assert datetime.fromisoformat(row["time"]) == entry.time
         assert row["patients"] == sorted(entry.patients.values_list("patient_id", flat=True))
 
@@ -307,6 +309,7 @@ def test_rule_and_filters_are_recorded():
         "query": "",
         "results": "Patient/a@2",
         "rule": "research anonymised",
+        "rules_version": 7,
         "filters": "research anonymised:name:remove,research anonymised:birthDate:generalize-year",
         "outcome": "success",
         "status": 200,
@@ -323,7 +326,7 @@ def test_rule_and_filters_are_recorded():
         (e["url"].rsplit(":", 1)[1], next(v for k, v in e.items() if k.startswith("value")))
         for e in event["extension"]
     ]
-    assert ("rule", "research anonymised") in values
+    assert ("rule", "research anonymised") in values and ("rules-version", 7) in values
     assert ("filter", "research anonymised:birthDate:generalize-year") in values
     assert ("result", "success") in values and ("http-status", 200) in values
     assert event["entity"][-1]["what"] == {"reference": "Patient/a/_history/2"}

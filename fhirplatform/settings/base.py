@@ -217,6 +217,34 @@ if len(FHIR_PSEUDONYM_KEY) < 32:
 FHIR_TRUSTED_ISSUERS = env.json("FHIR_TRUSTED_ISSUERS", default=[])
 # One audit row per FHIR API request (audit/). Off only to measure what auditing costs.
 FHIR_AUDIT = env.bool("FHIR_AUDIT", default=True)
+# The audit rows' hashes are HMAC-SHA256 under this key, kept outside the database, so that a
+# rewritten chain does not verify without it. Give it in FHIR_AUDIT_KEY (at least 32 characters,
+# the same for every process that writes or verifies the log, on every host), or as a file; in the
+# embedded mode a key is generated into the file on first use (var/ is not committed).
+FHIR_AUDIT_KEY_FILE = env.str("FHIR_AUDIT_KEY_FILE", default=str(BASE_DIR / "var" / "audit.key"))
+FHIR_AUDIT_KEY = env.str("FHIR_AUDIT_KEY", default="") or secret_key(FHIR_AUDIT_KEY_FILE)
+if len(FHIR_AUDIT_KEY) < 32:
+    raise ImproperlyConfigured("FHIR_AUDIT_KEY must be at least 32 characters")
+# Every process anchors the head of its audit chain (an AuditCheckpoint row, in the transaction of
+# the row it names) with its first row, then every FHIR_AUDIT_ANCHOR_ROWS rows or, when it has
+# written since, FHIR_AUDIT_ANCHOR_SECONDS after the last anchor: a deleted tail shows up to there.
+FHIR_AUDIT_ANCHOR_ROWS = _int_setting("FHIR_AUDIT_ANCHOR_ROWS", 100)
+FHIR_AUDIT_ANCHOR_SECONDS = _int_setting("FHIR_AUDIT_ANCHOR_SECONDS", 60)
+# A file audit_anchor (and audit_verify) also append the chains' heads to, and audit_verify holds
+# the database to; best somewhere the database's users cannot write. Empty: the database only.
+FHIR_AUDIT_ANCHOR_FILE = env.str("FHIR_AUDIT_ANCHOR_FILE", default="")
+# PostgreSQL: the role the application connects as, and the one audit_archive runs as, when they
+# are not the role that owns the tables (docs/deployment.md). Set for `migrate`, which then grants
+# them what they need and no more on the audit log (audit/roles.py). Empty: nothing is granted.
+FHIR_DB_APP_ROLE = env.str("FHIR_DB_APP_ROLE", default="")
+FHIR_DB_ARCHIVER_ROLE = env.str("FHIR_DB_ARCHIVER_ROLE", default="")
+# Seconds a request waits for its process's audit chain (a write holds it from its row until its
+# transaction ends) before it fails unaudited-and-unserved with a 500.
+FHIR_AUDIT_LOCK_TIMEOUT = _int_setting("FHIR_AUDIT_LOCK_TIMEOUT", 10)
+# Chains per process. One (the default) orders all of a process's rows in one sequence, and its
+# write transactions commit one after another (each holds the chain until its commit). More let up
+# to that many write transactions of one process commit side by side, each chain still gapless.
+FHIR_AUDIT_CHAINS = _int_setting("FHIR_AUDIT_CHAINS", 1)
 # `X-Explain: true` from an Admin caller answers with the rule chain's reasoning instead of the
 # request's result (authz/explain.py).
 FHIR_EXPLAIN = env.bool("FHIR_EXPLAIN", default=False)
