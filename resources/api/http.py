@@ -22,7 +22,7 @@ from audit.services import settle, undo_last
 from authz.authentication import authenticate
 from authz.context import AccessContext
 
-from .. import definitions, fhirjson
+from .. import definitions, fhirjson, limits
 from ..outcomes import FhirError, Issue, bad_request, error, operation_outcome
 from ..services import Stored
 
@@ -60,9 +60,15 @@ def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool =
                 settle()
         except FhirError as exc:
             response = outcome_response(exc.status, exc.issues, exc.headers, request)
-        except Exception:
-            log.exception("Unhandled error in %s %s", request.method, request.path)
-            response = outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
+        except Exception as exc:
+            limited = limits.refusal(
+                exc, request
+            )  # over a limit of resources/limits.py: too-costly, not a 500
+            if limited is not None:
+                response = outcome_response(limited.status, limited.issues, limited.headers, request)
+            else:
+                log.exception("Unhandled error in %s %s", request.method, request.path)
+                response = outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
         if audited and not (
             write and response.status_code < 400 and not getattr(request, "_audit_failed", False)
         ):

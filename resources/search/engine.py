@@ -37,7 +37,7 @@ from audit.services import note_results
 from authz import rules
 from authz.context import SYSTEM, AccessContext
 
-from .. import definitions, fhirjson
+from .. import definitions, fhirjson, limits
 from ..outcomes import FhirError, Issue, bad_request, not_found
 from ..services import Stored, check_type
 from . import access, include, paging, sort
@@ -113,6 +113,7 @@ def search(
     `base_urls`: this server's base as the client sees it, so absolute references to local
     resources match (criteria.build_criteria).
     """
+    limits.check_search_size(params)
     plan = _plan(ctx, resource_type, params, strict=strict, compartment=compartment, base_urls=base_urls)
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
