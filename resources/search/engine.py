@@ -140,13 +140,32 @@ def everything(
         _require_patient(ctx, patient_id)
     narrowed = rules.narrowing(ctx, "everything", None)
     visible = access.rows(ctx, "everything").values("pk") if narrowed else None
-    condition = record.record(patient_id, visible) & record.narrowing(since=since, types=types)
+    # A reference the caller's rules hide (Observation.subject removed) neither places a resource in
+    # the record nor brings in the supporting resource it names.
+    members = compartments.member_types(record.COMPARTMENT)
+    hidden = access.hidden_link_rows(ctx, "everything", members)
+    condition = record.record(patient_id, visible, hidden) & record.narrowing(since=since, types=types)
+    if hidden is not None:
+        condition &= access.compartment_links(
+            ctx, "everything", (record.COMPARTMENT, patient_id or ""), members, types, named=False
+        )
     plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [], types, "everything")
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
 
+def _reverse_sources(directives: list[include.Directive]) -> list[str] | None:
+    """The types a level's revincludes can add (None: any type, for `*`)."""
+    sources = [d.source_type for d in directives if d.reverse]
+    return None if None in sources else sources
+
+
 def _check_includes(ctx: AccessContext, types: list[str] | None, directives: list[include.Directive]) -> None:
+    """Refuse (403) an include or revinclude that names a link a matching rule hides. Wildcards
+    (`*`, `Type:*`) are not refused: they skip, row by row, the links hidden for that row
+    (include.resolve)."""
     for directive in directives:
+        if directive.source_type is None or directive.param is None:
+            continue
         sources = [directive.source_type] if directive.source_type else (types or [])
         for source in sources:
             params = [directive.param] if directive.param else include.reference_params(source)
@@ -224,7 +243,7 @@ def _plan(
         build_criteria,
         strict=strict,
         base_urls=base_urls,
-        rows=lambda target: access.rows(ctx, "search", [target]),
+        rows=access.reachable(ctx),
         guard=access.guard(ctx),
     )
     if types is None:
@@ -235,6 +254,10 @@ def _plan(
         sort_types = types
     if compartment is not None:
         condition &= compartments.narrowing(*compartment, resource_type)
+        # Membership follows references: one the caller's rules hide must not place a row here.
+        condition &= access.compartment_links(
+            ctx, "search", compartment, types, types, named=resource_type is not None or bool(type_values)
+        )
     used += crit_used
     ignored += crit_ignored
 
@@ -452,11 +475,21 @@ def _execute(
                 else scoped
             )
 
+        def hidden_of(row: tuple) -> frozenset[str]:
+            return access.row_hidden_links(ctx, row[1], row[-1])
+
         found, truncated = include.resolve(
             included_rows,
             plan.directives,
-            [include.Row(row[0], row[1], row[2]) for row in fetched],
+            [
+                include.Row(
+                    row[0], row[1], row[2], hidden_of(row) if attribution is not None else frozenset()
+                )
+                for row in fetched
+            ],
             _FIELDS + (("access_rule",) if include_attribution is not None else ()),
+            hidden_of=hidden_of if include_attribution is not None else None,
+            hidden_rows=lambda: access.hidden_link_rows(ctx, "read", _reverse_sources(plan.directives)),
         )
         included = _shaped(ctx, found, include_attribution is not None)
         if truncated:

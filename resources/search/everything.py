@@ -45,13 +45,14 @@ SUPPORTING_TYPES = (
 PARAMS = ("_since", "_type", "_count")
 
 
-def record(patient_id: str | None, visible: QuerySet | None = None) -> Q:
+def record(patient_id: str | None, visible: QuerySet | None = None, hidden: Q | None = None) -> Q:
     """The resources of the record of one patient, or of every patient for None. `visible`: the
     caller's rows (pks) when its rules narrow: a supporting resource (a Practitioner, a Medication)
     belongs to the answer only through a record entry the caller may see, or its presence would
-    tell what an unreadable entry refers to."""
+    tell what an unreadable entry refers to. `hidden`: the reference rows the caller's rules hide
+    (search/access.py), which bring in no supporting resource either."""
     if patient_id is None:
-        return _every_record(visible)
+        return _every_record(visible, hidden)
     members = CompartmentMembership.objects.filter(compartment_type=COMPARTMENT, compartment_id=patient_id)
     # Membership only: the outer query is the caller's restricted one and decides what is returned.
     patients = Resource.objects.system("patient record membership").filter(
@@ -65,6 +66,8 @@ def record(patient_id: str | None, visible: QuerySet | None = None) -> Q:
         target_type=OuterRef("resource_type"),
         target_id=OuterRef("fhir_id"),
     )
+    if hidden is not None:
+        referenced = referenced.exclude(hidden)
     supporting = (
         Resource.objects.system("patient record membership")
         .filter(Exists(referenced), resource_type__in=SUPPORTING_TYPES)
@@ -74,7 +77,7 @@ def record(patient_id: str | None, visible: QuerySet | None = None) -> Q:
     return Q(pk__in=own.union(supporting))
 
 
-def _every_record(visible: QuerySet | None) -> Q:
+def _every_record(visible: QuerySet | None, hidden: Q | None) -> Q:
     """Every patient's record is most of the database, so rather than collect it the condition is
     tested row by row while the page is read in primary-key order, and reading stops at `_count`
     (every subquery is correlated, so none is built whole)."""
@@ -91,6 +94,8 @@ def _every_record(visible: QuerySet | None) -> Q:
     )
     if visible is not None:
         referenced = referenced.filter(resource_id__in=visible)
+    if hidden is not None:
+        referenced = referenced.exclude(hidden)
     return (
         Q(resource_type=COMPARTMENT)
         | Q(Exists(in_a_compartment))
