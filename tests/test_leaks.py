@@ -112,6 +112,23 @@ class Seen:
     def linked(self, a: str, b: str) -> bool:
         return b in self.references.get(a, ()) or a in self.references.get(b, ())
 
+    def references_as(self, persona: str) -> dict[str, set[str]]:
+        """The keys each resource the persona may read refers to, in the body its read returns (a
+        property filter may have removed a reference)."""
+        cache_key = ("references", persona)
+        if cache_key not in self.admin_cache:
+            self.admin_cache[cache_key] = {
+                key: set(re.findall(r'"reference":\s*"([A-Za-z]+/[A-Za-z0-9.-]+)"', reply.text))
+                for key, reply in self.reads[persona].items()
+                if reply.status == 200
+            }
+        return self.admin_cache[cache_key]
+
+    def linked_as(self, persona: str, a: str, b: str) -> bool:
+        """Whether a reference the persona can see links `a` and `b`."""
+        references = self.references_as(persona)
+        return b in references.get(a, ()) or a in references.get(b, ())
+
 
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker) -> Seen:
@@ -444,9 +461,12 @@ def searches(draw, resource_type: str, path: str | None = None) -> Query:
 
 @st.composite
 def compartment_searches(draw) -> Query:
-    """`Patient/[id]/[type]?...` (search.html#compartments), the compartment being anyone's."""
-    member = draw(st.sampled_from(["Observation", "Condition", "Encounter"]))
+    """`Patient/[id]/[type]?...` and `Patient/[id]/*` (search.html#compartments), the compartment
+    being anyone's."""
+    member = draw(st.sampled_from(["Observation", "Condition", "Encounter", "*"]))
     owner = draw(st.sampled_from(PATIENT_IDS))
+    if member == "*":
+        return Query(f"Patient/{owner}/*", tuple(draw(st.sampled_from(PAGING))))
     return draw(searches(member, f"Patient/{owner}/{member}"))
 
 
@@ -499,6 +519,13 @@ def queries(kind: str) -> st.SearchStrategy[Query]:
 # (Only `address` itself is blocked: the address is not redacted, so `address-city` may be searched.)
 RESEARCH_BLOCKED = {"name", "family", "given", "phonetic", "birthdate", "telecom", "phone", "email",
                     "identifier", "address"}  # fmt: skip
+# The statistician's rule removes Observation.subject and Condition.subject: the parameters that read
+# it are refused, and nothing joins those resources to their patient (compartments, $everything).
+STATS_BLOCKED = {"Observation": {"subject", "patient"}, "Condition": {"subject", "patient"}}
+HIDDEN_MEMBERS = {"statistician": {"Observation", "Condition"}}
+NURSE_TYPES = {"Patient", "Practitioner", "Observation"}
+# Personas whose rules check some searched type's bodies in Python: SQL cannot count for them.
+UNCOUNTED = {"nurse": {"Observation"}}
 CHAIN_TARGET = {"patient": "Patient", "organization": "Organization", "service-provider": "Organization",
                 "partof": "Organization"}  # fmt: skip
 
@@ -527,6 +554,46 @@ def researcher_refuses(resource_type: str, name: str) -> bool:
     )
 
 
+def statistician_refuses(resource_type: str, name: str) -> bool:
+    split = split_criterion(resource_type, name)
+    if split is None:
+        return name.split(":", 1)[0] in STATS_BLOCKED.get(resource_type, ())
+    if split[0] == "has":
+        return split[2] in STATS_BLOCKED.get(split[1], ()) or statistician_refuses(split[1], split[3])
+    return split[1] in STATS_BLOCKED.get(resource_type, ()) or statistician_refuses(split[2], split[3])
+
+
+def statistician_refusal(query: Query) -> set[int] | None:
+    """Everything but what reads the removed patient reference of Observations and Conditions:
+    criteria, sort keys and includes naming it, and compartment searches of those types (403)."""
+    if query.everything:
+        return None
+    if query.path.startswith("Patient/") and query.resource_type in STATS_BLOCKED:
+        return {403}  # Patient/x/Observation: membership is the removed reference
+    for name, value in query.params:
+        base = name.split(":", 1)[0]
+        if name == "_sort":
+            if any(k.lstrip("-") in STATS_BLOCKED.get(query.resource_type, ()) for k in value.split(",")):
+                return {403}
+        elif base in ("_include", "_revinclude"):
+            source, _, rest = value.partition(":")
+            if rest.split(":")[0] in STATS_BLOCKED.get(source, ()):
+                return {403}
+        elif base not in RESULT and statistician_refuses(query.resource_type, name):
+            return {403}
+    return None
+
+
+def nurse_refusal(query: Query) -> set[int] | None:
+    """Patients, Practitioners and Observations only; no `_has` over Observations (the rule that
+    grants them checks bodies in Python)."""
+    if query.everything or not set(query.searched_types) <= NURSE_TYPES:
+        return {403}
+    if any(name.startswith("_has:Observation:") for name, _ in query.params):
+        return {403}
+    return None
+
+
 def refusal(persona: str, query: Query) -> set[int] | None:
     """The statuses the rules answer `query` with, when they refuse it (a set: some refusals may be
     either), or None when it must succeed (200)."""
@@ -534,6 +601,10 @@ def refusal(persona: str, query: Query) -> set[int] | None:
         return {401}
     if persona == "dr-inactive":  # its identity filter fails: no rule matches at all
         return {403}
+    if persona == "statistician":
+        return statistician_refusal(query)
+    if persona == "nurse":
+        return nurse_refusal(query)
     if query.everything:
         # `everything` is granted to patients, clinicians and the admin only.
         return {403} if persona in ("researcher", "rp-pa1") else None
@@ -606,10 +677,11 @@ class Oracle:
                 rewritten.append((f"_has:{first}:{second}:_id", ids))
             else:
                 rewritten.append((first, ",".join(inner)))
+        hidden = HIDDEN_MEMBERS.get(persona, ()) if path is not None and path.startswith("Patient/") else ()
         return [
             k
             for k in self.admin(resource_type if path is None else path, rewritten + list(sort))
-            if k in readable
+            if k in readable and k.split("/")[0] not in hidden
         ]
 
 
@@ -677,8 +749,9 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
         # reference held by a resource the persona did not get.
         if not query.everything:
             for included in keys(page, "include"):
-                assert any(seen.linked(included, other) for other in page_keys - {included}), (
-                    f"{what}: included {included} is linked to nothing on its page"
+                assert any(seen.linked_as(persona, included, other) for other in page_keys - {included}), (
+                    f"{what}: included {included} is linked to nothing on its page by a reference "
+                    f"{persona} may see"
                 )
     assert len(matches) == len(set(matches)), f"{what}: a match is returned twice: {matches}"
     totals = {page.json.get("total") for page in pages} - {None}
@@ -699,25 +772,39 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
             f"{what}: {sorted(matches)} != expected {sorted(expected)}"
         )
     assert totals <= {len(expected)}, f"{what}: total {totals} but {len(expected)} readable matches"
-    if summary == "count" or query.value("_total") == "accurate" or query.value("_count") == "0":
+    counted = not set(query.searched_types) & UNCOUNTED.get(persona, set())
+    if counted and (
+        summary == "count" or query.value("_total") == "accurate" or query.value("_count") == "0"
+    ):
         assert totals == {len(expected)}, f"{what}: no total"
 
 
 def check_everything(seen: Seen, oracle: Oracle, persona: str, query: Query, pages: list[Reply], what: str):
-    """$everything: a part of the admin's record of the same patient(s), and every supporting resource
-    (mode include) referred to by some part of the whole record that the persona may read."""
+    """$everything: a part of the admin's record of the same patient(s), without the resources whose
+    link to the patient the persona's rules hide, and every supporting resource (mode include)
+    referred to, by a reference the persona may see, by a part of the record the persona gets."""
     readable = seen.readable(persona)
     asked = oracle.admin_reply(query.path, [(n, v) for n, v in query.params if n == "_type"])
-    whole = oracle.admin_reply(query.path, [])  # every type: what may justify a supporting resource
-    parts = set(keys(whole, "match")) & readable
+    mine = fetch_all(seen.callers[persona], Query(query.path, (("_count", "1000"),)))
+    parts = {key for page in mine for key in keys(page, "match")}
     for page in pages:
         for key in keys(page):
             assert key in keys(asked), f"{what}: {key} is not in the admin's record"
+        matches = keys(page, "match")
+        hidden = [k for k in matches if k.split("/")[0] in HIDDEN_MEMBERS.get(persona, ())]
+        assert not hidden, (
+            f"{what}: {hidden} are in the record only through a reference {persona} may not see"
+        )
         for included in keys(page, "include"):
-            assert any(seen.linked(included, part) for part in parts), (
-                f"{what}: {included} is returned although only parts of the record {persona} may not "
-                "read refer to it (it reveals that the record exists and what it refers to)"
+            assert any(seen.linked_as(persona, included, part) for part in parts), (
+                f"{what}: {included} is returned although no part of the record {persona} gets refers "
+                "to it (it reveals what a hidden or unreadable part refers to)"
             )
+    if query.path.count("/") == 2 and query.value("_summary") != "count":
+        expected = [k for k in keys(asked, "match") if k in readable]
+        expected = [k for k in expected if k.split("/")[0] not in HIDDEN_MEMBERS.get(persona, ())]
+        got = [k for page in pages for k in keys(page, "match")]
+        assert sorted(got) == sorted(expected), f"{what}: {sorted(got)} != expected {sorted(expected)}"
 
 
 # --- 1. the property --------------------------------------------------------------------------------------

@@ -113,6 +113,7 @@ def resolve(
     *,
     hidden_of: Callable[[tuple], frozenset[str]] | None = None,
     hidden_rows: Callable[[], Q | None] | None = None,
+    kept: Callable[[tuple], bool] | None = None,
 ) -> tuple[list[tuple], bool]:
     """Rows (`fields`, the first three being pk, resource_type, fhir_id) of every included resource,
     level by level, and whether max_included() cut the result short.
@@ -120,7 +121,9 @@ def resolve(
     Links the caller's rules hide (a removed `Observation.subject`) are not followed: an include
     leaves out the reference parameters in each source row's `hidden` (`hidden_of(row)` for the rows
     a level adds), a revinclude the reference rows `hidden_rows()` names (rows held by resources
-    whose authorising rule hides them). Directives naming a hidden link were refused before."""
+    whose authorising rule hides them). Directives naming a hidden link were refused before.
+    `kept(row)`: False for a row its rule's body check refuses, which neither is returned nor leads
+    any further."""
     seen = {row.pk for row in matches}
     current = matches
     out: list[tuple] = []
@@ -140,11 +143,13 @@ def resolve(
             .order_by("pk")
             .values_list(*fields)[: room + 1]
         )
+        seen.update(row[0] for row in found)
+        if kept is not None:
+            found = [row for row in found if kept(row)]
         if len(found) > room:
             out.extend(found[:room])
             return out, True
         out.extend(found)
-        seen.update(row[0] for row in found)
         current = [Row(row[0], row[1], row[2], hidden_of(row) if hidden_of else frozenset()) for row in found]
         active = [d for d in directives if d.iterate]
     return out, False
