@@ -1241,3 +1241,123 @@ def test_explain_mode_is_the_admins_only(world):
     explained = caller.client.get("/fhir/Observation/obs-pb1-hr", headers=asking)
     plain = caller.get("Observation/obs-pb1-hr")
     assert (explained.status_code, explained.content.decode()) == (plain.status, plain.text)
+
+
+# --- removed references and body checks (the statistician and the nurse) ------------------------------
+
+
+def test_a_removed_reference_cannot_be_searched(world):
+    # The baseline: the statistician's rule removes Observation.subject, and `subject=` is refused.
+    for params in ([("subject", "Patient/pa1")], [("patient", "pa1")], [("subject:Patient.name", "Quenby")]):
+        assert_outcome(get(world, "statistician", "Observation", params), {403}, f"statistician {params}")
+    assert_outcome(
+        get(world, "statistician", "Patient", [("_has:Observation:patient:code", HEART_RATE)]),
+        {403},
+        "statistician _has through Observation.patient",
+    )
+
+
+@pytest.mark.parametrize("member", ["Observation", "Condition"])
+def test_compartment_search_through_a_removed_reference_is_refused(world, member):
+    # Reported: `Patient/x/Observation` still connected Observations to the patient.
+    assert found(world, ADMIN, f"Patient/pa1/{member}")
+    assert_outcome(get(world, "statistician", f"Patient/pa1/{member}"), {403}, f"Patient/pa1/{member}")
+    assert_outcome(
+        get(world, "statistician", "Patient/pa1/*", [("_type", member)]),
+        {403},
+        f"Patient/pa1/*?_type={member}",
+    )
+    # A member type whose link is not hidden is searched as usual.
+    assert found(world, "statistician", "Patient/pa1/Encounter") == ["Encounter/enc-pa1"]
+
+
+def test_compartment_wildcard_skips_what_only_a_removed_reference_places_there(world):
+    everything_of_pa1 = found(world, ADMIN, "Patient/pa1/*")
+    assert "Observation/obs-pa1-hr" in everything_of_pa1 and "Condition/cond-pa1" in everything_of_pa1
+    got = found(world, "statistician", "Patient/pa1/*")
+    assert not [k for k in got if k.startswith(("Observation/", "Condition/"))], got
+    assert {"Patient/pa1", "Encounter/enc-pa1", "MedicationRequest/mr-pa1"} <= set(got)
+    counted = get(world, "statistician", "Patient/pa1/*", [("_summary", "count")]).json["total"]
+    assert counted == len(got)
+
+
+def test_everything_skips_what_only_a_removed_reference_places_there(world):
+    # Reported: `Patient/x/$everything` still connected Observations and Conditions to the patient.
+    admin = found(world, ADMIN, "Patient/pa1/$everything", [("_count", "1000")])
+    assert {"Observation/obs-pa1-hr", "Condition/cond-pa1", "Practitioner/dr-b"} <= set(admin)
+    got = found(world, "statistician", "Patient/pa1/$everything", [("_count", "1000")])
+    assert not [k for k in got if k.startswith(("Observation/", "Condition/"))], got
+    # dr-b performed pa1's heart rate and is not otherwise in pa1's record: it would tell of it.
+    assert "Practitioner/dr-b" not in got
+    assert {"Patient/pa1", "Encounter/enc-pa1", "Organization/org-a", "Practitioner/dr-a"} <= set(got)
+    every = found(world, "statistician", "Patient/$everything", [("_count", "1000")])
+    assert not [k for k in every if k.startswith(("Observation/", "Condition/"))]
+
+
+def test_wildcard_revinclude_skips_removed_references(world):
+    # Reported: `Patient?_id=x&_revinclude=*` still connected Observations and Conditions to the patient.
+    query = [("_id", "pa1"), ("_revinclude", "*")]
+    admin = found(world, ADMIN, "Patient", query)
+    assert {"Observation/obs-pa1-hr", "Condition/cond-pa1", "Encounter/enc-pa1"} <= set(admin)
+    got = found(world, "statistician", "Patient", query)
+    assert not [k for k in got if k.startswith(("Observation/", "Condition/"))], got
+    assert {"Patient/pa1", "Encounter/enc-pa1", "MedicationRequest/mr-pa1", "RelatedPerson/rp-pa1"} <= set(
+        got
+    )
+
+
+def test_iterated_wildcard_include_skips_removed_references(world):
+    # Reported: `_include:iterate=*` followed Observation.subject from an included Observation.
+    query = [("_id", "dr-b"), ("_revinclude", "Observation:performer"), ("_include:iterate", "*")]
+    assert "Patient/pa1" in found(world, ADMIN, "Practitioner", query)
+    got = found(world, "statistician", "Practitioner", query)
+    assert "Observation/obs-pa1-hr" in got and "Patient/pa1" not in got, got
+    # And a wildcard include on the Observations themselves.
+    got = found(world, "statistician", "Observation", [("_id", "obs-pa1-hr"), ("_include", "*")])
+    assert got == ["Observation/obs-pa1-hr", "Practitioner/dr-b"]
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("_include", "Observation:subject"),
+        ("_include", "Observation:patient"),
+        ("_revinclude", "Observation:subject"),
+        ("_revinclude", "Condition:patient"),
+    ],
+)
+def test_an_include_naming_a_removed_reference_is_refused(world, name, value):
+    path = "Patient" if name == "_revinclude" else "Observation"
+    assert_outcome(get(world, "statistician", path, [(name, value)]), {403}, f"statistician {name}={value}")
+
+
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        # Reported: counted an Observation the nurse's FhirPath rule hides on read (pb1's 130/min).
+        ("Patient", [("_has:Observation:subject:value-quantity", "gt100"), ("_summary", "count")]),
+        ("Patient", [("_has:Observation:subject:value-string", "X"), ("_summary", "count")]),
+        ("Patient", [("_has:Observation:patient:value-quantity", "lt100")]),
+        ("Practitioner", [("_has:Observation:performer:value-quantity", "gt100")]),
+        ("Observation", [("derived-from:Observation.value-quantity", "gt100")]),
+        ("Observation", [("has-member.code", HEART_RATE)]),
+    ],
+)
+def test_a_subquery_over_body_checked_resources_is_refused(world, path, params):
+    assert get(world, ADMIN, path, params).status == 200
+    assert_outcome(get(world, "nurse", path, params), {403}, f"nurse {path} {params}")
+
+
+def test_body_checked_resources_are_filtered_on_every_other_route(world):
+    # The nurse reads Observations below 100 only; a search over them drops the others in Python,
+    # and nothing they refer to is included because of them.
+    assert world.callers["nurse"].get("Observation/obs-pb1-hr").status == 404
+    assert found(world, "nurse", "Observation", [("value-quantity", "gt100")]) == []
+    got = found(world, "nurse", "Observation", [("code", HEART_RATE), ("_include", "Observation:subject")])
+    assert "Patient/pb1" not in got and "Observation/obs-pb1-hr" not in got
+    assert found(world, "nurse", "Patient/pb1/Observation") == []
+    got = found(
+        world, "nurse", "Patient", [("_id", "pb1"), ("_revinclude", "Observation:subject"),
+                                    ("_include:iterate", "Observation:performer")],
+    )  # fmt: skip
+    assert got == ["Patient/pb1"]
