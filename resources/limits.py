@@ -120,8 +120,11 @@ class StatementTimeout:
             return self.get_response(request)
         if connection.vendor == "sqlite" and limit > 0:
             _running.limit = limit / 1000
-            with connection.execute_wrapper(_timed):
-                return self.get_response(request)
+            try:
+                with connection.execute_wrapper(_timed):
+                    return self.get_response(request)
+            finally:
+                _running.started = None
         return self.get_response(request)
 
 
@@ -144,7 +147,9 @@ def _same(noted: tuple | None, applied: tuple) -> bool:
 
 
 def _timed(execute, sql, params, many, context):
-    """execute_wrapper (SQLite): note when each statement starts, so the progress handler can stop it."""
+    """execute_wrapper (SQLite): note when each statement starts, so the progress handler can stop it.
+    SQLite steps a query's rows as they are fetched, after `execute` returns: the start of a query
+    stays noted until the next statement (or the end of the request), so fetching counts as well."""
     wrapper = context["connection"]
     raw = wrapper.connection
     if getattr(wrapper, "fhir_progress_handler", None) is not raw:
@@ -154,7 +159,9 @@ def _timed(execute, sql, params, many, context):
     try:
         return execute(sql, params, many, context)
     finally:
-        _running.started = None
+        if many or not sql.lstrip()[:6].upper().startswith(("SELECT", "WITH")):
+            # A write is done when execute returns: a later COMMIT must not count its time.
+            _running.started = None
 
 
 def _interrupt_late() -> int:
