@@ -84,6 +84,8 @@ def compartment_links(
     authorising rule hides a reference through which it belongs to the compartment: Q() when nothing.
     `named`: the request names these types (`Patient/x/Observation`, `_type=`): refuse (403) instead.
     `listed`: the types the listing's rule CASE is computed over (see rules.rule_case)."""
+    if ctx.role == SYSTEM or not rules.hides_links(ctx, operation):
+        return Q()
     compartment_type, compartment_id = compartment
     members = definitions.compartments()[compartment_type]
     condition = Q()
