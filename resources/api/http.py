@@ -61,9 +61,8 @@ def fhir_view(view: Callable[..., HttpResponse] | None = None, *, public: bool =
         except FhirError as exc:
             response = outcome_response(exc.status, exc.issues, exc.headers, request)
         except Exception as exc:
-            limited = limits.refusal(
-                exc, request
-            )  # over a limit of resources/limits.py: too-costly, not a 500
+            # Over a limit of resources/limits.py (timeout, too many fields): too-costly, not a 500.
+            limited = limits.refusal(exc, request)
             if limited is not None:
                 response = outcome_response(limited.status, limited.issues, limited.headers, request)
             else:
