@@ -13,6 +13,7 @@ on the credential are a ceiling on top of the rules.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -425,18 +426,44 @@ def rule_case(ctx: AccessContext, operation: str, types: Iterable[str] | None) -
         for rule in _rules(ctx)
         if any(rule.covers(ctx.role, operation, t) for t in (wanted or ["*"])) and _identity_passes(ctx, rule)
     ]
-    if not any(rule.property_filters or rule.validator.checks_body for rule in rules):
+    if not any(rule.property_filters or rule.validator.checks_body or _hides(rule) for rule in rules):
         return None
-    whens = []
+    whens = [When(condition, then=Value(rule.position)) for rule, condition in _whens(ctx, rules, wanted)]
+    if not whens:
+        return None
+    return Case(*whens, default=Value(None), output_field=IntegerField())
+
+
+def _whens(ctx: AccessContext, rules: list[CompiledRule], wanted: list[str] | None) -> list[tuple]:
+    """(rule, WHEN condition) in rule order, for the rules that can narrow."""
+    out = []
     for rule in rules:
         condition = rule.condition(ctx, wanted)
         if condition is None:
             continue
         # An empty Q (every row) is not a valid WHEN condition; any row matches pk IS NOT NULL.
-        whens.append(When(condition or Q(pk__isnull=False), then=Value(rule.position)))
-    if not whens:
-        return None
-    return Case(*whens, default=Value(None), output_field=IntegerField())
+        out.append((rule, condition or Q(pk__isnull=False)))
+    return out
+
+
+def authorised_by(
+    ctx: AccessContext, operation: str, types: Iterable[str] | None, positions: Iterable[int]
+) -> Q:
+    """Rows of `types` whose authorising rule (the first whose condition holds, as in `rule_case`)
+    is one of `positions`."""
+    wanted = None if types is None else list(types)
+    chosen = set(positions)
+    rules = [
+        rule
+        for rule in _rules(ctx)
+        if any(rule.covers(ctx.role, operation, t) for t in (wanted or ["*"])) and _identity_passes(ctx, rule)
+    ]
+    whens = [
+        When(condition, then=Value(rule.position in chosen)) for rule, condition in _whens(ctx, rules, wanted)
+    ]
+    if not any(rule.position in chosen for rule in rules):
+        return Q(pk__in=[])
+    return Q(Case(*whens, default=Value(False), output_field=BooleanField()))
 
 
 def checks_bodies(ctx: AccessContext, operation: str, types: Iterable[str] | None) -> bool:
@@ -474,24 +501,84 @@ def shape(rule: CompiledRule | None, body: str) -> str:
     return fhirjson.dumps(apply_filters(fhirjson.loads(body), rule.property_filters))
 
 
+def hidden_params(rule: CompiledRule, resource_type: str) -> frozenset[str]:
+    """Codes of the search parameters of `resource_type` whose values `rule` keeps from its caller:
+    blocked explicitly, or reading an element its property filters redact (authz/filters.py)."""
+    return _hidden(rule, resource_type)[0]
+
+
+def hidden_links(rule: CompiledRule, resource_type: str) -> frozenset[str]:
+    """Codes of the reference parameters of `resource_type` whose links `rule` keeps from its caller:
+    the hidden parameters that are references, and those its blocked includes name (`Type:code`).
+
+    The one answer for every route that follows a reference of a resource this rule authorises: a
+    criterion (403), an include or revinclude named in the request (403), a wildcard or iterated
+    include, a compartment's membership and `$everything` (the link is skipped, or the request
+    refused when it names the route)."""
+    return _hidden(rule, resource_type)[1]
+
+
+def _hides(rule: CompiledRule) -> bool:
+    return bool(rule.blocked_search_params or rule.blocked_includes)
+
+
+@functools.lru_cache(maxsize=8192)
+def _hidden(rule: CompiledRule, resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
+    from resources import definitions
+
+    from .filters import blocked_search_params
+
+    if rule.resources is not None and resource_type not in rule.resources:
+        return frozenset(), frozenset()
+    params = set(rule.blocked_search_params)
+    if rule.property_filters:
+        params |= blocked_search_params(resource_type, rule.property_filters)
+    definition = definitions.search_parameters(resource_type) if resource_type != "*" else {}
+    links = {code for code in params if code in definition and definition[code].type == "reference"}
+    for spec in rule.blocked_includes:
+        source, code = spec.split(":")[:2]
+        if source == resource_type:
+            links.add(code)
+    return frozenset(params), frozenset(links)
+
+
 def blocked_params(ctx: AccessContext, operation: str, resource_type: str) -> dict[str, CompiledRule]:
     """Search parameters (codes) the matching rules refuse on `resource_type`, with the rule that does."""
     if ctx.role == SYSTEM:
         return {}
 
     def compute() -> dict[str, CompiledRule]:
-        from .filters import blocked_search_params
-
         blocked: dict[str, CompiledRule] = {}
         for rule in matching(ctx, operation, resource_type):
-            codes = set(rule.blocked_search_params)
-            if rule.property_filters:
-                codes |= blocked_search_params(resource_type, rule.property_filters)
-            for code in codes:
+            for code in hidden_params(rule, resource_type):
                 blocked.setdefault(code, rule)
         return blocked
 
     return ctx.memo(("blocked-params", operation, resource_type), compute)
+
+
+def hides_links(ctx: AccessContext, operation: str) -> bool:
+    """Whether any rule the caller may be authorised by for `operation` could hide a link (the quick
+    answer for the many callers whose rules hide nothing)."""
+    if ctx.role == SYSTEM:
+        return False
+    return any(
+        rule.property_filters or _hides(rule)
+        for rule in _rules(ctx)
+        if rule.role == ctx.role and (rule.operations is None or operation in rule.operations)
+    )
+
+
+def hiding_rules(ctx: AccessContext, operation: str, resource_type: str) -> dict[int, frozenset[str]]:
+    """Position -> hidden links (`hidden_links`) of each matching rule that hides some link of
+    `resource_type`; empty when none does (the usual case: nothing to skip)."""
+    if ctx.role == SYSTEM:
+        return {}
+    return {
+        rule.position: links
+        for rule in matching(ctx, operation, resource_type)
+        if (links := hidden_links(rule, resource_type))
+    }
 
 
 def blocked_include(ctx: AccessContext, operation: str, resource_type: str, spec: str) -> CompiledRule | None:

@@ -29,6 +29,7 @@ from django.db import transaction
 
 from audit import services as audit
 from authz.context import AccessContext
+from resources import limits
 from resources.outcomes import FhirError, Issue
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,7 @@ def _write(ctx, operation, target, function, kwargs, status):
             _record(ctx, operation, target, status(result) if status else 200)
     except BaseException as exc:
         audit.undo_last()
-        _record_failure(ctx, operation, target, exc)
-        raise
+        _refuse(ctx, operation, target, exc)
     audit.settle()
     return result
 
@@ -83,8 +83,7 @@ def _read(ctx, operation, target, function, kwargs, status):
     try:
         result = function(ctx, **kwargs)
     except BaseException as exc:
-        _record_failure(ctx, operation, target, exc)
-        raise
+        _refuse(ctx, operation, target, exc)
     try:
         _record(ctx, operation, target, status(result) if status else 200)
     except Exception as exc:
@@ -113,6 +112,17 @@ def _record(
         client_ip=origin.client_ip,
         user_agent=origin.user_agent,
     )
+
+
+def _refuse(ctx: AccessContext, operation: str, target: tuple[str, str], exc: BaseException) -> None:
+    """Record a failed interaction and raise what the caller is told: a request over a limit
+    (resources/limits.py: the statement timeout) is a too-costly refusal, recorded as such."""
+    limited = limits.refusal(exc) if not isinstance(exc, FhirError) else None
+    if limited is not None:
+        _record_failure(ctx, operation, target, limited)
+        raise limited from exc
+    _record_failure(ctx, operation, target, exc)
+    raise exc
 
 
 def _record_failure(ctx: AccessContext, operation: str, target: tuple[str, str], exc: BaseException) -> None:

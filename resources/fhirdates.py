@@ -18,6 +18,12 @@ _DATE_RE = re.compile(
 )
 
 
+# The instants a datetime can hold. A range that reaches past them (year 9999 in a zone east of
+# UTC, `ap0001` widened by centuries) is cut there: nothing stored lies beyond them either.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
 def parse_range(value: str) -> tuple[datetime, datetime]:
     """(low, high) inclusive bounds of the instant range a date/dateTime/instant value covers.
 
@@ -31,19 +37,19 @@ def parse_range(value: str) -> tuple[datetime, datetime]:
     year = int(parts["year"])
     if parts["month"] is None:
         low = datetime(year, 1, 1, tzinfo=tz)
-        high = datetime(year + 1, 1, 1, tzinfo=tz)
+        step = timedelta(days=366 if calendar.isleap(year) else 365)
     elif parts["day"] is None:
         month = int(parts["month"])
         low = datetime(year, month, 1, tzinfo=tz)
-        high = low + timedelta(days=calendar.monthrange(year, month)[1])
+        step = timedelta(days=calendar.monthrange(year, month)[1])
     elif parts["hour"] is None:
         low = datetime(year, int(parts["month"]), int(parts["day"]), tzinfo=tz)
-        high = low + timedelta(days=1)
+        step = timedelta(days=1)
     elif parts["second"] is None:
         low = datetime(
             year, int(parts["month"]), int(parts["day"]), int(parts["hour"]), int(parts["minute"]), tzinfo=tz
         )
-        high = low + timedelta(minutes=1)
+        step = timedelta(minutes=1)
     else:
         fraction = parts["fraction"] or ""
         micro = int((fraction + "000000")[:6]) if fraction else 0
@@ -58,8 +64,24 @@ def parse_range(value: str) -> tuple[datetime, datetime]:
             tzinfo=tz,
         )
         step = timedelta(microseconds=10 ** (6 - min(len(fraction), 6))) if fraction else timedelta(seconds=1)
-        high = low + step
-    return low.astimezone(UTC), (high - timedelta(microseconds=1)).astimezone(UTC)
+    start = _utc(low)
+    return start, shift(start, step - timedelta(microseconds=1))
+
+
+def _utc(moment: datetime) -> datetime:
+    """`moment` in UTC, cut to EARLIEST/LATEST where UTC cannot hold it (0001-01-01T00:00+14:00)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return EARLIEST if moment.year == datetime.min.year else LATEST
+
+
+def shift(moment: datetime, delta: timedelta) -> datetime:
+    """`moment + delta`, saturating at EARLIEST/LATEST instead of raising OverflowError."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return LATEST if delta > timedelta(0) else EARLIEST
 
 
 def _zone(text: str | None) -> timezone:

@@ -1,9 +1,11 @@
 """A small, deterministic clinical world and the callers who look at it, for the leak tests.
 
 Two provider organisations (org-a with a department org-a1 below it through partOf, and org-b),
-their staff, five patients with clinical data, a relative, a cross-organisation care team, and a
-researcher who may see Patients and Observations only with identifying fields redacted, under the
-access rules in RULES_YAML (loaded with `ruleset.replace_rules`).
+their staff, five patients with clinical data, a relative, a cross-organisation care team, a
+researcher who may see Patients and Observations only with identifying fields redacted, a
+statistician from whom the patient reference of Observations and Conditions is removed, and a nurse
+whose Observations are decided on their content (FhirPath), under the access rules in RULES_YAML
+(loaded with `ruleset.replace_rules`).
 
 Every resource carries one *marker*: a word that occurs in that resource and nowhere else (a name,
 or a note text). A response that contains the marker of a resource the caller may not read has
@@ -62,6 +64,25 @@ rules:
       - {path: Patient.identifier, action: pseudonymize}
     blocked-search-params: [address]
     blocked-includes: ["Patient:general-practitioner"]
+  # A statistician reads everything, but not whose an Observation or a Condition is: the reference
+  # to the patient is removed, so no route may connect them to the patient (compartment searches,
+  # $everything, wildcard includes and revincludes).
+  - name: statistics
+    role: Statistician
+    resource: "*"
+    operation: [read, search, everything]
+    validator: Allowed
+    property-filters:
+      - {path: Observation.subject, action: remove}
+      - {path: Condition.subject, action: remove}
+  # A nurse reads Patients and Practitioners, and the Observations whose value is below 100: a body
+  # check in Python (FhirPath), which a chain or `_has` over Observations cannot apply.
+  - {name: nurse-people, role: Nurse, resource: [Patient, Practitioner], operation: [read, search], validator: Allowed}
+  - name: nurse-observations
+    role: Nurse
+    resource: [Observation]
+    operation: [read, search]
+    validator: {FhirPath: {expression: "valueQuantity.value < 100", search: "status=final"}}
 """
 
 
@@ -311,6 +332,8 @@ PERSONAS = (
     Persona("rp-pa1", "RelatedPerson", "RelatedPerson/rp-pa1"),
     *(Persona(dr, "Practitioner", f"Practitioner/{dr}") for dr in PRACTITIONERS),
     Persona("researcher", "Researcher"),
+    Persona("statistician", "Statistician"),
+    Persona("nurse", "Nurse"),
     Persona("public", "Public"),
 )
 

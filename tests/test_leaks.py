@@ -112,6 +112,23 @@ class Seen:
     def linked(self, a: str, b: str) -> bool:
         return b in self.references.get(a, ()) or a in self.references.get(b, ())
 
+    def references_as(self, persona: str) -> dict[str, set[str]]:
+        """The keys each resource the persona may read refers to, in the body its read returns (a
+        property filter may have removed a reference)."""
+        cache_key = ("references", persona)
+        if cache_key not in self.admin_cache:
+            self.admin_cache[cache_key] = {
+                key: set(re.findall(r'"reference":\s*"([A-Za-z]+/[A-Za-z0-9.-]+)"', reply.text))
+                for key, reply in self.reads[persona].items()
+                if reply.status == 200
+            }
+        return self.admin_cache[cache_key]
+
+    def linked_as(self, persona: str, a: str, b: str) -> bool:
+        """Whether a reference the persona can see links `a` and `b`."""
+        references = self.references_as(persona)
+        return b in references.get(a, ()) or a in references.get(b, ())
+
 
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker) -> Seen:
@@ -444,9 +461,12 @@ def searches(draw, resource_type: str, path: str | None = None) -> Query:
 
 @st.composite
 def compartment_searches(draw) -> Query:
-    """`Patient/[id]/[type]?...` (search.html#compartments), the compartment being anyone's."""
-    member = draw(st.sampled_from(["Observation", "Condition", "Encounter"]))
+    """`Patient/[id]/[type]?...` and `Patient/[id]/*` (search.html#compartments), the compartment
+    being anyone's."""
+    member = draw(st.sampled_from(["Observation", "Condition", "Encounter", "*"]))
     owner = draw(st.sampled_from(PATIENT_IDS))
+    if member == "*":
+        return Query(f"Patient/{owner}/*", tuple(draw(st.sampled_from(PAGING))))
     return draw(searches(member, f"Patient/{owner}/{member}"))
 
 
@@ -499,6 +519,16 @@ def queries(kind: str) -> st.SearchStrategy[Query]:
 # (Only `address` itself is blocked: the address is not redacted, so `address-city` may be searched.)
 RESEARCH_BLOCKED = {"name", "family", "given", "phonetic", "birthdate", "telecom", "phone", "email",
                     "identifier", "address"}  # fmt: skip
+# The statistician's rule removes Observation.subject and Condition.subject: the parameters that read
+# it are refused, and nothing joins those resources to their patient (compartments, $everything).
+STATS_BLOCKED = {"Observation": {"subject", "patient"}, "Condition": {"subject", "patient"}}
+HIDDEN_MEMBERS = {"statistician": {"Observation", "Condition"}}
+NURSE_TYPES = {"Patient", "Practitioner", "Observation"}
+# Personas whose rules grant `everything` on exactly what they grant `read` (dr-a's care-team rule,
+# for one, grants read and search only).
+EVERYTHING_AS_READ = {"admin", "statistician", *(p.id for p in PATIENTS)}
+# Personas whose rules check some searched type's bodies in Python: SQL cannot count for them.
+UNCOUNTED = {"nurse": {"Observation"}}
 CHAIN_TARGET = {"patient": "Patient", "organization": "Organization", "service-provider": "Organization",
                 "partof": "Organization"}  # fmt: skip
 
@@ -527,6 +557,46 @@ def researcher_refuses(resource_type: str, name: str) -> bool:
     )
 
 
+def statistician_refuses(resource_type: str, name: str) -> bool:
+    split = split_criterion(resource_type, name)
+    if split is None:
+        return name.split(":", 1)[0] in STATS_BLOCKED.get(resource_type, ())
+    if split[0] == "has":
+        return split[2] in STATS_BLOCKED.get(split[1], ()) or statistician_refuses(split[1], split[3])
+    return split[1] in STATS_BLOCKED.get(resource_type, ()) or statistician_refuses(split[2], split[3])
+
+
+def statistician_refusal(query: Query) -> set[int] | None:
+    """Everything but what reads the removed patient reference of Observations and Conditions:
+    criteria, sort keys and includes naming it, and compartment searches of those types (403)."""
+    if query.everything:
+        return None
+    if query.path.startswith("Patient/") and query.resource_type in STATS_BLOCKED:
+        return {403}  # Patient/x/Observation: membership is the removed reference
+    for name, value in query.params:
+        base = name.split(":", 1)[0]
+        if name == "_sort":
+            if any(k.lstrip("-") in STATS_BLOCKED.get(query.resource_type, ()) for k in value.split(",")):
+                return {403}
+        elif base in ("_include", "_revinclude"):
+            source, _, rest = value.partition(":")
+            if rest.split(":")[0] in STATS_BLOCKED.get(source, ()):
+                return {403}
+        elif base not in RESULT and statistician_refuses(query.resource_type, name):
+            return {403}
+    return None
+
+
+def nurse_refusal(query: Query) -> set[int] | None:
+    """Patients, Practitioners and Observations only; no `_has` over Observations (the rule that
+    grants them checks bodies in Python)."""
+    if query.everything or not set(query.searched_types) <= NURSE_TYPES:
+        return {403}
+    if any(name.startswith("_has:Observation:") for name, _ in query.params):
+        return {403}
+    return None
+
+
 def refusal(persona: str, query: Query) -> set[int] | None:
     """The statuses the rules answer `query` with, when they refuse it (a set: some refusals may be
     either), or None when it must succeed (200)."""
@@ -534,6 +604,10 @@ def refusal(persona: str, query: Query) -> set[int] | None:
         return {401}
     if persona == "dr-inactive":  # its identity filter fails: no rule matches at all
         return {403}
+    if persona == "statistician":
+        return statistician_refusal(query)
+    if persona == "nurse":
+        return nurse_refusal(query)
     if query.everything:
         # `everything` is granted to patients, clinicians and the admin only.
         return {403} if persona in ("researcher", "rp-pa1") else None
@@ -606,10 +680,11 @@ class Oracle:
                 rewritten.append((f"_has:{first}:{second}:_id", ids))
             else:
                 rewritten.append((first, ",".join(inner)))
+        hidden = HIDDEN_MEMBERS.get(persona, ()) if path is not None and path.startswith("Patient/") else ()
         return [
             k
             for k in self.admin(resource_type if path is None else path, rewritten + list(sort))
-            if k in readable
+            if k in readable and k.split("/")[0] not in hidden
         ]
 
 
@@ -677,8 +752,9 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
         # reference held by a resource the persona did not get.
         if not query.everything:
             for included in keys(page, "include"):
-                assert any(seen.linked(included, other) for other in page_keys - {included}), (
-                    f"{what}: included {included} is linked to nothing on its page"
+                assert any(seen.linked_as(persona, included, other) for other in page_keys - {included}), (
+                    f"{what}: included {included} is linked to nothing on its page by a reference "
+                    f"{persona} may see"
                 )
     assert len(matches) == len(set(matches)), f"{what}: a match is returned twice: {matches}"
     totals = {page.json.get("total") for page in pages} - {None}
@@ -699,25 +775,41 @@ def check_answer(seen: Seen, oracle: Oracle, persona: str, query: Query) -> None
             f"{what}: {sorted(matches)} != expected {sorted(expected)}"
         )
     assert totals <= {len(expected)}, f"{what}: total {totals} but {len(expected)} readable matches"
-    if summary == "count" or query.value("_total") == "accurate" or query.value("_count") == "0":
+    counted = not set(query.searched_types) & UNCOUNTED.get(persona, set())
+    if counted and (
+        summary == "count" or query.value("_total") == "accurate" or query.value("_count") == "0"
+    ):
         assert totals == {len(expected)}, f"{what}: no total"
 
 
 def check_everything(seen: Seen, oracle: Oracle, persona: str, query: Query, pages: list[Reply], what: str):
-    """$everything: a part of the admin's record of the same patient(s), and every supporting resource
-    (mode include) referred to by some part of the whole record that the persona may read."""
+    """$everything: a part of the admin's record of the same patient(s), without the resources whose
+    link to the patient the persona's rules hide, and every supporting resource (mode include)
+    referred to, by a reference the persona may see, by a part of the record the persona gets."""
     readable = seen.readable(persona)
     asked = oracle.admin_reply(query.path, [(n, v) for n, v in query.params if n == "_type"])
-    whole = oracle.admin_reply(query.path, [])  # every type: what may justify a supporting resource
-    parts = set(keys(whole, "match")) & readable
+    mine = fetch_all(seen.callers[persona], Query(query.path, (("_count", "1000"),)))
+    parts = {key for page in mine for key in keys(page, "match")}
     for page in pages:
         for key in keys(page):
             assert key in keys(asked), f"{what}: {key} is not in the admin's record"
+        matches = keys(page, "match")
+        hidden = [k for k in matches if k.split("/")[0] in HIDDEN_MEMBERS.get(persona, ())]
+        assert not hidden, (
+            f"{what}: {hidden} are in the record only through a reference {persona} may not see"
+        )
         for included in keys(page, "include"):
-            assert any(seen.linked(included, part) for part in parts), (
-                f"{what}: {included} is returned although only parts of the record {persona} may not "
-                "read refer to it (it reveals that the record exists and what it refers to)"
+            assert any(seen.linked_as(persona, included, part) for part in parts), (
+                f"{what}: {included} is returned although no part of the record {persona} gets refers "
+                "to it (it reveals what a hidden or unreadable part refers to)"
             )
+    if persona in EVERYTHING_AS_READ and query.path.count("/") == 2 and query.value("_summary") != "count":
+        # Where the rules grant `everything` exactly as `read`, the record is what the persona may read
+        # of the admin's record, less what only a hidden reference places in it.
+        expected = [k for k in keys(asked, "match") if k in readable]
+        expected = [k for k in expected if k.split("/")[0] not in HIDDEN_MEMBERS.get(persona, ())]
+        got = [k for page in pages for k in keys(page, "match")]
+        assert sorted(got) == sorted(expected), f"{what}: {sorted(got)} != expected {sorted(expected)}"
 
 
 # --- 1. the property --------------------------------------------------------------------------------------
@@ -1154,3 +1246,123 @@ def test_explain_mode_is_the_admins_only(world):
     explained = caller.client.get("/fhir/Observation/obs-pb1-hr", headers=asking)
     plain = caller.get("Observation/obs-pb1-hr")
     assert (explained.status_code, explained.content.decode()) == (plain.status, plain.text)
+
+
+# --- removed references and body checks (the statistician and the nurse) ------------------------------
+
+
+def test_a_removed_reference_cannot_be_searched(world):
+    # The baseline: the statistician's rule removes Observation.subject, and `subject=` is refused.
+    for params in ([("subject", "Patient/pa1")], [("patient", "pa1")], [("subject:Patient.name", "Quenby")]):
+        assert_outcome(get(world, "statistician", "Observation", params), {403}, f"statistician {params}")
+    assert_outcome(
+        get(world, "statistician", "Patient", [("_has:Observation:patient:code", HEART_RATE)]),
+        {403},
+        "statistician _has through Observation.patient",
+    )
+
+
+@pytest.mark.parametrize("member", ["Observation", "Condition"])
+def test_compartment_search_through_a_removed_reference_is_refused(world, member):
+    # Reported: `Patient/x/Observation` still connected Observations to the patient.
+    assert found(world, ADMIN, f"Patient/pa1/{member}")
+    assert_outcome(get(world, "statistician", f"Patient/pa1/{member}"), {403}, f"Patient/pa1/{member}")
+    assert_outcome(
+        get(world, "statistician", "Patient/pa1/*", [("_type", member)]),
+        {403},
+        f"Patient/pa1/*?_type={member}",
+    )
+    # A member type whose link is not hidden is searched as usual.
+    assert found(world, "statistician", "Patient/pa1/Encounter") == ["Encounter/enc-pa1"]
+
+
+def test_compartment_wildcard_skips_what_only_a_removed_reference_places_there(world):
+    everything_of_pa1 = found(world, ADMIN, "Patient/pa1/*")
+    assert "Observation/obs-pa1-hr" in everything_of_pa1 and "Condition/cond-pa1" in everything_of_pa1
+    got = found(world, "statistician", "Patient/pa1/*")
+    assert not [k for k in got if k.startswith(("Observation/", "Condition/"))], got
+    assert {"Patient/pa1", "Encounter/enc-pa1", "MedicationRequest/mr-pa1"} <= set(got)
+    counted = get(world, "statistician", "Patient/pa1/*", [("_summary", "count")]).json["total"]
+    assert counted == len(got)
+
+
+def test_everything_skips_what_only_a_removed_reference_places_there(world):
+    # Reported: `Patient/x/$everything` still connected Observations and Conditions to the patient.
+    admin = found(world, ADMIN, "Patient/pa1/$everything", [("_count", "1000")])
+    assert {"Observation/obs-pa1-hr", "Condition/cond-pa1", "Practitioner/dr-b"} <= set(admin)
+    got = found(world, "statistician", "Patient/pa1/$everything", [("_count", "1000")])
+    assert not [k for k in got if k.startswith(("Observation/", "Condition/"))], got
+    # dr-b performed pa1's heart rate and is not otherwise in pa1's record: it would tell of it.
+    assert "Practitioner/dr-b" not in got
+    assert {"Patient/pa1", "Encounter/enc-pa1", "Organization/org-a", "Practitioner/dr-a"} <= set(got)
+    every = found(world, "statistician", "Patient/$everything", [("_count", "1000")])
+    assert not [k for k in every if k.startswith(("Observation/", "Condition/"))]
+
+
+def test_wildcard_revinclude_skips_removed_references(world):
+    # Reported: `Patient?_id=x&_revinclude=*` still connected Observations and Conditions to the patient.
+    query = [("_id", "pa1"), ("_revinclude", "*")]
+    admin = found(world, ADMIN, "Patient", query)
+    assert {"Observation/obs-pa1-hr", "Condition/cond-pa1", "Encounter/enc-pa1"} <= set(admin)
+    got = found(world, "statistician", "Patient", query)
+    assert not [k for k in got if k.startswith(("Observation/", "Condition/"))], got
+    assert {"Patient/pa1", "Encounter/enc-pa1", "MedicationRequest/mr-pa1", "RelatedPerson/rp-pa1"} <= set(
+        got
+    )
+
+
+def test_iterated_wildcard_include_skips_removed_references(world):
+    # Reported: `_include:iterate=*` followed Observation.subject from an included Observation.
+    query = [("_id", "dr-b"), ("_revinclude", "Observation:performer"), ("_include:iterate", "*")]
+    assert "Patient/pa1" in found(world, ADMIN, "Practitioner", query)
+    got = found(world, "statistician", "Practitioner", query)
+    assert "Observation/obs-pa1-hr" in got and "Patient/pa1" not in got, got
+    # And a wildcard include on the Observations themselves.
+    got = found(world, "statistician", "Observation", [("_id", "obs-pa1-hr"), ("_include", "*")])
+    assert got == ["Observation/obs-pa1-hr", "Practitioner/dr-b"]
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("_include", "Observation:subject"),
+        ("_include", "Observation:patient"),
+        ("_revinclude", "Observation:subject"),
+        ("_revinclude", "Condition:patient"),
+    ],
+)
+def test_an_include_naming_a_removed_reference_is_refused(world, name, value):
+    path = "Patient" if name == "_revinclude" else "Observation"
+    assert_outcome(get(world, "statistician", path, [(name, value)]), {403}, f"statistician {name}={value}")
+
+
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        # Reported: counted an Observation the nurse's FhirPath rule hides on read (pb1's 130/min).
+        ("Patient", [("_has:Observation:subject:value-quantity", "gt100"), ("_summary", "count")]),
+        ("Patient", [("_has:Observation:subject:value-string", "X"), ("_summary", "count")]),
+        ("Patient", [("_has:Observation:patient:value-quantity", "lt100")]),
+        ("Practitioner", [("_has:Observation:performer:value-quantity", "gt100")]),
+        ("Observation", [("derived-from:Observation.value-quantity", "gt100")]),
+        ("Observation", [("has-member.code", HEART_RATE)]),
+    ],
+)
+def test_a_subquery_over_body_checked_resources_is_refused(world, path, params):
+    assert get(world, ADMIN, path, params).status == 200
+    assert_outcome(get(world, "nurse", path, params), {403}, f"nurse {path} {params}")
+
+
+def test_body_checked_resources_are_filtered_on_every_other_route(world):
+    # The nurse reads Observations below 100 only; a search over them drops the others in Python,
+    # and nothing they refer to is included because of them.
+    assert world.callers["nurse"].get("Observation/obs-pb1-hr").status == 404
+    assert found(world, "nurse", "Observation", [("value-quantity", "gt100")]) == []
+    got = found(world, "nurse", "Observation", [("code", HEART_RATE), ("_include", "Observation:subject")])
+    assert "Patient/pb1" not in got and "Observation/obs-pb1-hr" not in got
+    assert found(world, "nurse", "Patient/pb1/Observation") == []
+    got = found(
+        world, "nurse", "Patient", [("_id", "pb1"), ("_revinclude", "Observation:subject"),
+                                    ("_include:iterate", "Observation:performer")],
+    )  # fmt: skip
+    assert got == ["Patient/pb1"]

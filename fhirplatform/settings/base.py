@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # The console and the sign-in page must not be framed by another site (clickjacking).
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Bounds the database time of every statement a request runs (resources/limits.py).
+    "resources.limits.StatementTimeout",
 ]
 
 ROOT_URLCONF = "fhirplatform.urls"
@@ -157,6 +159,12 @@ FHIR_MAX_BUNDLE_ENTRIES = _int_setting("FHIR_MAX_BUNDLE_ENTRIES", 10000)
 # _include:iterate levels followed, and resources added by includes to one page, at most.
 FHIR_MAX_INCLUDE_DEPTH = _int_setting("FHIR_MAX_INCLUDE_DEPTH", 4)
 FHIR_MAX_INCLUDED = _int_setting("FHIR_MAX_INCLUDED", 5000)
+# What one request may cost (resources/limits.py): database time per statement while serving a
+# request (milliseconds; 0 = unbounded), search parameters per search, and comma-separated values
+# over all of them. Beyond them the answer is an OperationOutcome `too-costly`.
+FHIR_STATEMENT_TIMEOUT_MS = _int_setting("FHIR_STATEMENT_TIMEOUT_MS", 30_000, minimum=0)
+FHIR_MAX_SEARCH_PARAMS = _int_setting("FHIR_MAX_SEARCH_PARAMS", 64)
+FHIR_MAX_SEARCH_VALUES = _int_setting("FHIR_MAX_SEARCH_VALUES", 1000)
 
 # --- Authentication (authz/) ---
 # The OAuth 2.0 / OIDC provider (django-oauth-toolkit) signs ID tokens with an RSA key: give it as

@@ -21,7 +21,7 @@ from authz.context import AccessContext
 from interactions import door
 from interactions.types import Stored
 
-from .. import definitions, fhirjson
+from .. import definitions, fhirjson, limits
 from ..outcomes import FhirError, Issue, bad_request, error, operation_outcome
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,14 @@ def fhir_view(
             response = _answer(view, request, public, operation or "unsupported", args, kwargs)
         except FhirError as exc:
             response = outcome_response(exc.status, exc.issues, exc.headers, request)
-        except Exception:
-            log.exception("Unhandled error in %s %s", request.method, request.path)
-            response = outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
+        except Exception as exc:
+            # Over a limit of resources/limits.py (timeout, too many fields): too-costly, not a 500.
+            limited = limits.refusal(exc, request)
+            if limited is not None:
+                response = outcome_response(limited.status, limited.issues, limited.headers, request)
+            else:
+                log.exception("Unhandled error in %s %s", request.method, request.path)
+                response = outcome_response(500, [Issue("exception", "Internal server error")], {}, request)
         if not public:
             response = _audit_unreached(request, operation or "unsupported", kwargs, response)
         ctx = getattr(request, "fhir_context", None)

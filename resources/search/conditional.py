@@ -45,7 +45,7 @@ def criteria_filter(ctx: AccessContext, resource_type: str, pairs: list[tuple[st
         resource_type,
         pairs,
         strict=True,
-        rows=lambda target: access.rows(ctx, "search", [target]),
+        rows=access.reachable(ctx),
         guard=access.guard(ctx),
     )
     if not criteria.used:

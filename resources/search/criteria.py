@@ -18,7 +18,7 @@ from functools import cache
 
 from django.db.models import Q, QuerySet
 
-from .. import definitions
+from .. import definitions, limits
 from ..definitions import SearchParam
 from ..models import DateIndex
 from ..outcomes import FhirError, bad_request
@@ -73,6 +73,7 @@ def build_criteria(
     chain or `_has` reaches comes from; `guard(type, code)` refuses parameters the rules block.
     """
     ctx = Context(compile=_compile, rows=rows, base_urls=base_urls, guard=guard)
+    limits.check_search_size(params)
     for name, value in params:
         refuse_nul(name, value)
     condition, used, params = _single_row_ranges(ctx, resource_type, params)

@@ -37,7 +37,7 @@ from audit.services import note_results
 from authz import rules
 from authz.context import SYSTEM, AccessContext
 
-from .. import definitions, fhirjson
+from .. import definitions, fhirjson, limits
 from ..outcomes import FhirError, Issue, bad_request, not_found
 from ..services import Stored, check_type
 from . import access, include, paging, sort
@@ -113,6 +113,7 @@ def search(
     `base_urls`: this server's base as the client sees it, so absolute references to local
     resources match (criteria.build_criteria).
     """
+    limits.check_search_size(params)
     plan = _plan(ctx, resource_type, params, strict=strict, compartment=compartment, base_urls=base_urls)
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
@@ -139,13 +140,34 @@ def everything(
         _require_patient(ctx, patient_id)
     narrowed = rules.narrowing(ctx, "everything", None)
     visible = access.rows(ctx, "everything").values("pk") if narrowed else None
-    condition = record.record(patient_id, visible) & record.narrowing(since=since, types=types)
+    # A reference the caller's rules hide (Observation.subject removed) neither places a resource in
+    # the record nor brings in the supporting resource it names.
+    members = compartments.member_types(record.COMPARTMENT)
+    hidden = access.hidden_link_rows(ctx, "everything", members)
+    kept = Q()
+    if hidden is not None:
+        kept = access.compartment_links(
+            ctx, "everything", (record.COMPARTMENT, patient_id or ""), members, types, named=False
+        )
+    condition = record.record(patient_id, visible, hidden, kept) & kept
+    condition &= record.narrowing(since=since, types=types)
     plan = _Plan(condition, [], [], list(used or []), list(ignored or []), [], types, "everything")
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
 
+def _reverse_sources(directives: list[include.Directive]) -> list[str] | None:
+    """The types a level's revincludes can add (None: any type, for `*`)."""
+    sources = [d.source_type for d in directives if d.reverse]
+    return None if None in sources else sources
+
+
 def _check_includes(ctx: AccessContext, types: list[str] | None, directives: list[include.Directive]) -> None:
+    """Refuse (403) an include or revinclude that names a link a matching rule hides. Wildcards
+    (`*`, `Type:*`) are not refused: they skip, row by row, the links hidden for that row
+    (include.resolve)."""
     for directive in directives:
+        if directive.source_type is None or directive.param is None:
+            continue
         sources = [directive.source_type] if directive.source_type else (types or [])
         for source in sources:
             params = [directive.param] if directive.param else include.reference_params(source)
@@ -223,7 +245,7 @@ def _plan(
         build_criteria,
         strict=strict,
         base_urls=base_urls,
-        rows=lambda target: access.rows(ctx, "search", [target]),
+        rows=access.reachable(ctx),
         guard=access.guard(ctx),
     )
     if types is None:
@@ -234,6 +256,10 @@ def _plan(
         sort_types = types
     if compartment is not None:
         condition &= compartments.narrowing(*compartment, resource_type)
+        # Membership follows references: one the caller's rules hide must not place a row here.
+        condition &= access.compartment_links(
+            ctx, "search", compartment, types, types, named=resource_type is not None or bool(type_values)
+        )
     used += crit_used
     ignored += crit_ignored
 
@@ -440,6 +466,13 @@ def _execute(
 
     notes = list(plan.notes)
     included: list[Stored] = []
+    matches = _shaped(ctx, fetched, attribution is not None)
+    if len(matches) < len(fetched):
+        # Includes start from the matches returned: a row a body check dropped must not tell, by
+        # what it includes, what it refers to.
+        returned = {stored.pk for stored in matches}
+        fetched = [row for row in fetched if row[0] in returned]
+        counted = None  # a rule's body check dropped rows: a count from SQL would include them
     if plan.directives and fetched:
         include_attribution = rules.rule_case(ctx, "read", None)
 
@@ -451,11 +484,22 @@ def _execute(
                 else scoped
             )
 
+        def hidden_of(row: tuple) -> frozenset[str]:
+            return access.row_hidden_links(ctx, row[1], row[-1])
+
         found, truncated = include.resolve(
             included_rows,
             plan.directives,
-            [include.Row(row[0], row[1], row[2]) for row in fetched],
+            [
+                include.Row(
+                    row[0], row[1], row[2], hidden_of(row) if attribution is not None else frozenset()
+                )
+                for row in fetched
+            ],
             _FIELDS + (("access_rule",) if include_attribution is not None else ()),
+            hidden_of=hidden_of if include_attribution is not None else None,
+            hidden_rows=lambda: access.hidden_link_rows(ctx, "read", _reverse_sources(plan.directives)),
+            kept=(lambda row: _passes(ctx, row)) if include_attribution is not None else None,
         )
         included = _shaped(ctx, found, include_attribution is not None)
         if truncated:
@@ -467,10 +511,7 @@ def _execute(
                     "warning",
                 )
             )
-    matches = _shaped(ctx, fetched, attribution is not None)
     note_results(ctx, [*matches, *included])
-    if len(matches) < len(fetched):
-        counted = None  # a rule's body check dropped rows: a count from SQL would include them
     return SearchPage(
         matches,
         next_cursor,
@@ -486,6 +527,14 @@ def _execute(
 def _stored(row: tuple) -> Stored:
     pk, resource_type, fhir_id, version, last_updated, body = row[:6]
     return Stored(resource_type, fhir_id, version, last_updated, body, pk=pk)
+
+
+def _passes(ctx: AccessContext, row: tuple) -> bool:
+    """Whether a row with its authorising rule (last column) passes that rule's body check."""
+    rule = rules.rule_at(ctx, row[-1])
+    if rule is None:
+        return False
+    return not rule.validator.checks_body or rule.validator.check(ctx, fhirjson.loads(row[5])) is True
 
 
 def _shaped(ctx: AccessContext, fetched: list[tuple], attributed: bool) -> list[Stored]:

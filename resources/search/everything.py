@@ -45,26 +45,37 @@ SUPPORTING_TYPES = (
 PARAMS = ("_since", "_type", "_count")
 
 
-def record(patient_id: str | None, visible: QuerySet | None = None) -> Q:
+def record(
+    patient_id: str | None, visible: QuerySet | None = None, hidden: Q | None = None, kept: Q | None = None
+) -> Q:
     """The resources of the record of one patient, or of every patient for None. `visible`: the
     caller's rows (pks) when its rules narrow: a supporting resource (a Practitioner, a Medication)
     belongs to the answer only through a record entry the caller may see, or its presence would
-    tell what an unreadable entry refers to."""
+    tell what an unreadable entry refers to. `hidden`: the reference rows the caller's rules hide
+    (search/access.py), which bring in no supporting resource either; `kept`: the condition a
+    resource must meet to stay in the record (not there only through a hidden reference), and so to
+    bring in what it refers to."""
     if patient_id is None:
-        return _every_record(visible)
+        return _every_record(visible, hidden, kept)
     members = CompartmentMembership.objects.filter(compartment_type=COMPARTMENT, compartment_id=patient_id)
     # Membership only: the outer query is the caller's restricted one and decides what is returned.
     patients = Resource.objects.system("patient record membership").filter(
         resource_type=COMPARTMENT, fhir_id=patient_id, deleted=False
     )
     own = members.values("resource_id").union(patients.values("pk"))
+    sources = own if visible is None else visible.filter(pk__in=own)
+    if kept:
+        sources = Resource.objects.system("patient record membership").filter(pk__in=sources).filter(kept)
+        sources = sources.values("pk")
     # `resource_id IN (union)` is one semi-join; an OR of two INs would scan the whole index table.
     referenced = ReferenceIndex.objects.filter(
-        resource_id__in=own if visible is None else visible.filter(pk__in=own),
+        resource_id__in=sources,
         target_type__in=SUPPORTING_TYPES,
         target_type=OuterRef("resource_type"),
         target_id=OuterRef("fhir_id"),
     )
+    if hidden is not None:
+        referenced = referenced.exclude(hidden)
     supporting = (
         Resource.objects.system("patient record membership")
         .filter(Exists(referenced), resource_type__in=SUPPORTING_TYPES)
@@ -74,7 +85,7 @@ def record(patient_id: str | None, visible: QuerySet | None = None) -> Q:
     return Q(pk__in=own.union(supporting))
 
 
-def _every_record(visible: QuerySet | None) -> Q:
+def _every_record(visible: QuerySet | None, hidden: Q | None, kept: Q | None) -> Q:
     """Every patient's record is most of the database, so rather than collect it the condition is
     tested row by row while the page is read in primary-key order, and reading stops at `_count`
     (every subquery is correlated, so none is built whole)."""
@@ -91,6 +102,12 @@ def _every_record(visible: QuerySet | None) -> Q:
     )
     if visible is not None:
         referenced = referenced.filter(resource_id__in=visible)
+    if hidden is not None:
+        referenced = referenced.exclude(hidden)
+    if kept:
+        referenced = referenced.filter(
+            resource_id__in=Resource.objects.system("patient record membership").filter(kept).values("pk")
+        )
     return (
         Q(resource_type=COMPARTMENT)
         | Q(Exists(in_a_compartment))

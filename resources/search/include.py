@@ -57,6 +57,7 @@ class Row:
     pk: int
     resource_type: str
     fhir_id: str
+    hidden: frozenset[str] = frozenset()  # reference parameters its authorising rule hides
 
 
 def is_include_param(name: str) -> bool:
@@ -109,9 +110,20 @@ def resolve(
     directives: list[Directive],
     matches: list[Row],
     fields: tuple[str, ...],
+    *,
+    hidden_of: Callable[[tuple], frozenset[str]] | None = None,
+    hidden_rows: Callable[[], Q | None] | None = None,
+    kept: Callable[[tuple], bool] | None = None,
 ) -> tuple[list[tuple], bool]:
     """Rows (`fields`, the first three being pk, resource_type, fhir_id) of every included resource,
-    level by level, and whether max_included() cut the result short."""
+    level by level, and whether max_included() cut the result short.
+
+    Links the caller's rules hide (a removed `Observation.subject`) are not followed: an include
+    leaves out the reference parameters in each source row's `hidden` (`hidden_of(row)` for the rows
+    a level adds), a revinclude the reference rows `hidden_rows()` names (rows held by resources
+    whose authorising rule hides them). Directives naming a hidden link were refused before.
+    `kept(row)`: False for a row its rule's body check refuses, which neither is returned nor leads
+    any further."""
     seen = {row.pk for row in matches}
     current = matches
     out: list[tuple] = []
@@ -120,7 +132,7 @@ def resolve(
     for _level in range(max_depth() + 1):
         if not active or not current:
             break
-        wanted = _level_filter(active, current)
+        wanted = _level_filter(active, current, hidden_rows)
         if wanted is None:
             break
         room = limit - len(out)
@@ -131,17 +143,21 @@ def resolve(
             .order_by("pk")
             .values_list(*fields)[: room + 1]
         )
+        seen.update(row[0] for row in found)
+        if kept is not None:
+            found = [row for row in found if kept(row)]
         if len(found) > room:
             out.extend(found[:room])
             return out, True
         out.extend(found)
-        seen.update(row[0] for row in found)
-        current = [Row(row[0], row[1], row[2]) for row in found]
+        current = [Row(row[0], row[1], row[2], hidden_of(row) if hidden_of else frozenset()) for row in found]
         active = [d for d in directives if d.iterate]
     return out, False
 
 
-def _level_filter(directives: list[Directive], current: list[Row]) -> Q | None:
+def _level_filter(
+    directives: list[Directive], current: list[Row], hidden_rows: Callable[[], Q | None] | None = None
+) -> Q | None:
     """The resources one level adds, as `pk IN (...)`: one semi-join the planner can drive from the
     reference index. (An OR of several EXISTS would make it test every resource row instead.)"""
     parts = []
@@ -154,7 +170,11 @@ def _level_filter(directives: list[Directive], current: list[Row]) -> Q | None:
         parts.append(Resource.objects.system("include candidates").filter(Exists(rows)).values("pk"))
     backward_q = _any([_backward(d, current) for d in directives if d.reverse])
     if backward_q is not None:
-        parts.append(ReferenceIndex.objects.filter(backward_q).values("resource_id"))
+        links = ReferenceIndex.objects.filter(backward_q)
+        hidden = hidden_rows() if hidden_rows is not None else None
+        if hidden is not None:
+            links = links.exclude(hidden)
+        parts.append(links.values("resource_id"))
     if not parts:
         return None
     return Q(pk__in=parts[0] if len(parts) == 1 else parts[0].union(*parts[1:]))
@@ -163,21 +183,30 @@ def _level_filter(directives: list[Directive], current: list[Row]) -> Q | None:
 def _forward(directives: list[Directive], current: list[Row]) -> Q | None:
     """Reference rows to follow: directives with the same sources and target type share one
     `resource_id IN (...) AND param IN (...)` term."""
-    groups: dict[tuple[tuple[int, ...], str | None], set[str] | None] = {}
+    groups: dict[tuple[tuple[int, ...], str | None, frozenset[str]], set[str] | None] = {}
     for directive in directives:
-        sources = tuple(row.pk for row in current if directive.source_type in (None, row.resource_type))
-        if not sources:
-            continue
-        key = (sources, directive.target_type)
-        if directive.param is None or (key in groups and groups[key] is None):
-            groups[key] = None  # `*`: every reference parameter
-        else:
-            groups.setdefault(key, set()).add(directive.param)
+        # Sources sharing the links their rules hide share a term.
+        by_hidden: dict[frozenset[str], list[int]] = {}
+        for row in current:
+            if directive.source_type in (None, row.resource_type):
+                by_hidden.setdefault(row.hidden, []).append(row.pk)
+        for hidden, pks in by_hidden.items():
+            key = (tuple(pks), directive.target_type, hidden)
+            if directive.param is None or (key in groups and groups[key] is None):
+                groups[key] = None  # `*`: every reference parameter
+            else:
+                groups.setdefault(key, set()).add(directive.param)
     terms = []
-    for (sources, target_type), params in groups.items():
+    for (sources, target_type, hidden), params in groups.items():
+        if params is not None:
+            params = params - hidden
+            if not params:
+                continue
         term = Q(resource_id__in=sources)
         if params is not None:
             term &= Q(param__in=sorted(params)) if len(params) > 1 else Q(param=next(iter(params)))
+        elif hidden:
+            term &= ~Q(param__in=sorted(hidden))
         if target_type is not None:
             term &= Q(target_type=target_type)
         terms.append(term)

@@ -20,7 +20,7 @@ from datetime import datetime
 from django.db.models import Q
 from django.utils import timezone
 
-from ...fhirdates import parse_range
+from ...fhirdates import parse_range, shift
 from ...models import DateIndex
 from ..context import Context, Param, index_rows
 from ..params import InvalidSearch, split_prefix
@@ -74,8 +74,8 @@ def date_condition(
     if prefix == "eb":
         return Q(**{f"{high_field}__lt": low})
     margin = abs(timezone.now() - low) / 10
-    starts = Q(**{f"{low_field}__lte": high + margin})
-    ends = Q(**{f"{high_field}__gte": low - margin})
+    starts = Q(**{f"{low_field}__lte": shift(high, margin)})
+    ends = Q(**{f"{high_field}__gte": shift(low, -margin)})
     if open_ended:
         starts |= Q(**{f"{low_field}__isnull": True})
         ends |= Q(**{f"{high_field}__isnull": True})
