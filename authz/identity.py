@@ -151,24 +151,32 @@ def _single(candidates: list[str], how: str) -> str:
 
 
 def _by_identifier(system: str, value: str) -> list[str]:
-    rows = TokenIndex.objects.filter(
-        resource_type__in=IDENTITY_TYPES,
-        param="identifier",
-        system=system,
-        code=value,
-        resource__deleted=False,
-    ).values_list("resource_type", "resource__fhir_id")
+    rows = (
+        TokenIndex.objects.system("identity by identifier")
+        .filter(
+            resource_type__in=IDENTITY_TYPES,
+            param="identifier",
+            system=system,
+            code=value,
+            resource__deleted=False,
+        )
+        .values_list("resource_type", "resource__fhir_id")
+    )
     return [f"{t}/{i}" for t, i in rows]
 
 
 def _by_email(email: str) -> list[str]:
     variants = {email, email.lower()}
-    rows = TokenIndex.objects.filter(
-        resource_type__in=IDENTITY_TYPES,
-        param="email",
-        code__in=variants,
-        resource__deleted=False,
-    ).values_list("resource_type", "resource__fhir_id")
+    rows = (
+        TokenIndex.objects.system("identity by email")
+        .filter(
+            resource_type__in=IDENTITY_TYPES,
+            param="email",
+            code__in=variants,
+            resource__deleted=False,
+        )
+        .values_list("resource_type", "resource__fhir_id")
+    )
     return [f"{t}/{i}" for t, i in rows]
 
 

@@ -97,3 +97,27 @@ class ScopedQuerySet(models.QuerySet):
 
 class ResourceManager(models.Manager.from_queryset(ScopedQuerySet)):
     pass
+
+
+class ContentQuerySet(ScopedQuerySet):
+    """The fail-closed queryset of the tables that hold a resource's content besides its current row:
+    its versions (bodies) and its index rows (values taken from its body). Fetching, counting or
+    changing rows needs a scope, as for `Resource`; `restrict(ctx, operation)` keeps the rows of the
+    resources the caller may `operation` now. Used as a subquery of a Resource query (a validator's
+    membership probe, a search criterion) it needs none: that outer query is itself scoped, and a
+    subquery hands nothing back but candidate keys."""
+
+    def restrict(self, ctx: AccessContext, operation: str, types: list[str] | None = None) -> ContentQuerySet:
+        from resources.models import Resource
+
+        visible = Resource.objects.restrict(ctx, operation, types).values("pk")
+        scoped = self.filter(resource_id__in=visible)
+        scoped._scope = f"restrict:{operation}"
+        return scoped
+
+    def resolve_expression(self, *args, **kwargs):
+        return models.QuerySet.resolve_expression(self, *args, **kwargs)
+
+
+class ContentManager(models.Manager.from_queryset(ContentQuerySet)):
+    pass

@@ -8,7 +8,7 @@ rows for the current version only, rewritten in the same transaction as the writ
 
 from django.db import models
 
-from authz.querysets import ResourceManager
+from authz.querysets import ContentManager, ResourceManager
 
 
 class BodyField(models.TextField):
@@ -59,6 +59,8 @@ class ResourceVersion(models.Model):
     method = models.CharField(max_length=8)  # POST, PUT, PATCH or DELETE
     body = BodyField(null=True)
 
+    objects = ContentManager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["resource", "version"], name="resource_version_unique")
@@ -80,6 +82,8 @@ class IndexRow(models.Model):
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="+")
     resource_type = models.CharField(max_length=64)
     param = models.CharField(max_length=100)
+
+    objects = ContentManager()
 
     class Meta:
         abstract = True
@@ -211,6 +215,8 @@ class CompartmentMembership(models.Model):
     resource_type = models.CharField(max_length=64)
     compartment_type = models.CharField(max_length=32)
     compartment_id = models.CharField(max_length=64)
+
+    objects = ContentManager()
 
     class Meta:
         indexes = [

@@ -185,7 +185,8 @@ def resource_history(
         check_type(resource_type)
     authorize(ctx, "history", resource_type or "*")
     types = [resource_type] if resource_type is not None else None
-    found = ResourceVersion.objects.all()
+    # Every version listed is decided one by one below (_VersionJudge), on its own content.
+    found = ResourceVersion.objects.system("history versions, each decided below")
     if resource_type is not None:
         found = found.filter(resource_type=resource_type)
     if fhir_id is not None:

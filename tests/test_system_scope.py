@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from authz.querysets import UnscopedQuery
-from resources.models import Resource
+from resources.models import (
+    CompartmentMembership,
+    ReferenceIndex,
+    Resource,
+    ResourceVersion,
+    StringIndex,
+    TokenIndex,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +33,11 @@ ALLOWED = {
     ("authz/explain.py", "explain"),
     # An external subject signing in for the first time, when the issuer allows auto-create.
     ("authz/identity.py", "auto-create identity"),
+    # Signing in: the identity resources whose identifier or verified email names the subject.
+    ("authz/identity.py", "identity by identifier"),
+    ("authz/identity.py", "identity by email"),
+    # History lists versions, each decided on its own content by the caller's rules.
+    ("resources/selectors.py", "history versions, each decided below"),
     # Operator commands.
     ("resources/management/commands/generate_demo_data.py", "demo data: is the database empty"),
     ("resources/management/commands/generate_demo_data.py", "demo data"),
@@ -75,3 +87,21 @@ def test_unscoped_resource_queries_fail_closed():
     with pytest.raises(UnscopedQuery):
         Resource.objects.filter(pk__in=Resource.objects.values("pk")).system("outer only").count()
     assert Resource.objects.system("test").count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "model", [ResourceVersion, TokenIndex, StringIndex, ReferenceIndex, CompartmentMembership]
+)
+def test_unscoped_content_queries_fail_closed(model):
+    """Versions and index rows hold what bodies hold: fetching them needs a scope too. As a subquery
+    of a scoped Resource query they need none (that query decides what comes back)."""
+    with pytest.raises(UnscopedQuery):
+        list(model.objects.all())
+    with pytest.raises(UnscopedQuery):
+        model.objects.filter(resource_type="Patient").exists()
+    with pytest.raises(UnscopedQuery):
+        model.objects.count()
+    assert model.objects.system("test").count() == 0
+    inner = model.objects.filter(resource_type="Patient").values("resource_id")
+    assert Resource.objects.system("test").filter(pk__in=inner).count() == 0

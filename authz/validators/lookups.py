@@ -106,7 +106,9 @@ def patient_compartment(ids: Ids, resource_type: str, *, focus: QuerySet | None 
 
 
 def _references(resource_type: str, param: str, target_type: str) -> QuerySet:
-    return ReferenceIndex.objects.filter(resource_type=resource_type, param=param, target_type=target_type)
+    return ReferenceIndex.objects.system("access rule lookup").filter(
+        resource_type=resource_type, param=param, target_type=target_type
+    )
 
 
 def _with_links(base: Ids) -> list[str]:

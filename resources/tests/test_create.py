@@ -95,5 +95,9 @@ def test_conditional_create_refuses_criteria_it_cannot_evaluate(fhir):
 def test_create_writes_row_version_and_index_together(fhir):
     created = fhir.create(PatientFactory(identifier=[{"system": "urn:s", "value": "7"}]))
     row = Resource.objects.system("test").get(fhir_id=created["id"])
-    assert ResourceVersion.objects.filter(resource=row, version=1, method="POST").exists()
-    assert TokenIndex.objects.filter(resource=row, param="identifier", system="urn:s", code="7").exists()
+    assert ResourceVersion.objects.system("test").filter(resource=row, version=1, method="POST").exists()
+    assert (
+        TokenIndex.objects.system("test")
+        .filter(resource=row, param="identifier", system="urn:s", code="7")
+        .exists()
+    )

@@ -21,7 +21,7 @@ def test_patch_replace_and_add(fhir):
     assert response.json_body["gender"] == "male"
     assert response.json_body["name"][0]["given"] == ["Jane", "Ann"]
     assert response.json_body["meta"]["versionId"] == "2"
-    assert ResourceVersion.objects.get(fhir_id=created["id"], version=2).method == "PATCH"
+    assert ResourceVersion.objects.system("test").get(fhir_id=created["id"], version=2).method == "PATCH"
 
 
 def test_patch_failed_test_is_422_and_changes_nothing(fhir):

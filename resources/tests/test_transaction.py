@@ -68,8 +68,8 @@ def test_failing_entry_rolls_back_everything_and_is_named(fhir):
     issue = response.json_body["issue"][0]
     assert "Bundle.entry[1]" in issue["diagnostics"]
     assert not Resource.objects.system("test").exists()
-    assert not ResourceVersion.objects.exists()
-    assert not TokenIndex.objects.exists()
+    assert not ResourceVersion.objects.system("test").exists()
+    assert not TokenIndex.objects.system("test").exists()
 
 
 def test_failing_if_match_rolls_back(fhir):

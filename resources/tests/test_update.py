@@ -53,7 +53,7 @@ def test_if_match_current_version_succeeds_and_stale_is_412(fhir):
     assert ok.status_code == 200
     stale = fhir.put(url, created, headers={"If-Match": 'W/"1"'})
     assert stale.status_code == 412
-    assert ResourceVersion.objects.filter(fhir_id=created["id"]).count() == 2
+    assert ResourceVersion.objects.system("test").filter(fhir_id=created["id"]).count() == 2
 
 
 def test_if_match_garbage_is_400(fhir):

@@ -20,11 +20,19 @@ def _reindex(*args) -> tuple[str, str]:
 
 def _snapshot():
     return (
-        sorted(TokenIndex.objects.values_list("resource_id", "param", "system", "code", "text")),
-        sorted(StringIndex.objects.values_list("resource_id", "param", "value")),
-        sorted(ReferenceIndex.objects.values_list("resource_id", "param", "target_type", "target_id")),
         sorted(
-            CompartmentMembership.objects.values_list("resource_id", "compartment_type", "compartment_id")
+            TokenIndex.objects.system("test").values_list("resource_id", "param", "system", "code", "text")
+        ),
+        sorted(StringIndex.objects.system("test").values_list("resource_id", "param", "value")),
+        sorted(
+            ReferenceIndex.objects.system("test").values_list(
+                "resource_id", "param", "target_type", "target_id"
+            )
+        ),
+        sorted(
+            CompartmentMembership.objects.system("test").values_list(
+                "resource_id", "compartment_type", "compartment_id"
+            )
         ),
     )
 
@@ -42,7 +50,7 @@ def data(fhir):
 def test_reindex_rebuilds_what_the_writes_built(data):
     written = _snapshot()
     for model in (TokenIndex, StringIndex, ReferenceIndex, CompartmentMembership):
-        model.objects.all().delete()
+        model.objects.system("test").delete()
     out, err = _reindex("--batch-size", "2")
     assert _snapshot() == written
     assert out.startswith("Reindexed 6 resources in ")
@@ -51,17 +59,17 @@ def test_reindex_rebuilds_what_the_writes_built(data):
 
 
 def test_reindex_one_type_and_stale_rows(data):
-    TokenIndex.objects.filter(resource_type="Patient", param="gender").delete()
-    observation_tokens = TokenIndex.objects.filter(resource_type="Observation").count()
-    stale = TokenIndex.objects.filter(resource_type="Patient").first()
-    TokenIndex.objects.create(
+    TokenIndex.objects.system("test").filter(resource_type="Patient", param="gender").delete()
+    observation_tokens = TokenIndex.objects.system("test").filter(resource_type="Observation").count()
+    stale = TokenIndex.objects.system("test").filter(resource_type="Patient").first()
+    TokenIndex.objects.system("test").create(
         resource_id=stale.resource_id, resource_type="Patient", param="no-longer-defined", code="x"
     )
     out, _ = _reindex("--type", "Patient")
     assert out.startswith("Reindexed 3 Patient resources")
-    assert TokenIndex.objects.filter(resource_type="Patient", param="gender").count() == 3
-    assert not TokenIndex.objects.filter(param="no-longer-defined").exists()
-    assert TokenIndex.objects.filter(resource_type="Observation").count() == observation_tokens
+    assert TokenIndex.objects.system("test").filter(resource_type="Patient", param="gender").count() == 3
+    assert not TokenIndex.objects.system("test").filter(param="no-longer-defined").exists()
+    assert TokenIndex.objects.system("test").filter(resource_type="Observation").count() == observation_tokens
 
 
 def test_reindex_refuses_bad_input():

@@ -48,34 +48,46 @@ def test_create_writes_rows_of_every_type(fhir):
     row = _resource(fhir, "Observation", observation["id"])
 
     assert set(
-        TokenIndex.objects.filter(resource=row, param="code").values_list("system", "code", "text")
+        TokenIndex.objects.system("test")
+        .filter(resource=row, param="code")
+        .values_list("system", "code", "text")
     ) == {("http://loinc.org", "8867-4", "heart rate")}
     assert set(
-        ReferenceIndex.objects.filter(resource=row, param="patient").values_list("target_type", "target_id")
+        ReferenceIndex.objects.system("test")
+        .filter(resource=row, param="patient")
+        .values_list("target_type", "target_id")
     ) == {("Patient", patient["id"])}
-    date = DateIndex.objects.get(resource=row, param="date")
+    date = DateIndex.objects.system("test").get(resource=row, param="date")
     assert (date.low, date.high) == (
         datetime(2024, 5, 1, 10, tzinfo=UTC),
         datetime(2024, 5, 1, 10, 0, 0, 999999, tzinfo=UTC),
     )
-    quantity = QuantityIndex.objects.get(resource=row, param="value-quantity")
+    quantity = QuantityIndex.objects.system("test").get(resource=row, param="value-quantity")
     assert (quantity.value, quantity.code) == (Decimal(72), "/min")
-    composite = CompositeIndex.objects.get(resource=row, param="component-code-value-quantity")
+    composite = CompositeIndex.objects.system("test").get(resource=row, param="component-code-value-quantity")
     assert (composite.c1_code, composite.c2_number, composite.c2_code) == ("8480-6", Decimal("120.5"), "mmHg")
-    assert UriIndex.objects.filter(resource=row, param="_profile").exists()
+    assert UriIndex.objects.system("test").filter(resource=row, param="_profile").exists()
     assert set(
-        CompartmentMembership.objects.filter(resource=row).values_list("compartment_type", "compartment_id")
+        CompartmentMembership.objects.system("test")
+        .filter(resource=row)
+        .values_list("compartment_type", "compartment_id")
     ) == {("Patient", patient["id"])}
 
     prow = _resource(fhir, "Patient", patient["id"])
-    assert set(StringIndex.objects.filter(resource=prow, param="name").values_list("value", "exact")) == {
+    assert set(
+        StringIndex.objects.system("test").filter(resource=prow, param="name").values_list("value", "exact")
+    ) == {
         ("ærø", "Ærø"),  # æ and ø are letters, not accented ones: casefolded only
         ("jorg", "Jörg"),
     }
     assert set(
-        CompartmentMembership.objects.filter(resource=prow).values_list("compartment_type", "compartment_id")
+        CompartmentMembership.objects.system("test")
+        .filter(resource=prow)
+        .values_list("compartment_type", "compartment_id")
     ) == {("Patient", patient["id"])}
-    assert all(r.resource_type == "Observation" for r in TokenIndex.objects.filter(resource=row))
+    assert all(
+        r.resource_type == "Observation" for r in TokenIndex.objects.system("test").filter(resource=row)
+    )
 
 
 def test_update_replaces_rows(fhir):
@@ -89,15 +101,17 @@ def test_update_replaces_rows(fhir):
     del changed["valueQuantity"]
     assert fhir.put(url, changed).status_code == 200
     row = _resource(fhir, "Observation", created["id"])
-    assert list(TokenIndex.objects.filter(resource=row, param="code").values_list("code", flat=True)) == [
-        "29463-7"
-    ]
-    assert not QuantityIndex.objects.filter(resource=row).exists()
-    assert not ReferenceIndex.objects.filter(resource=row, param="patient").exists()
     assert list(
-        ReferenceIndex.objects.filter(resource=row, param="subject").values_list("target_id", flat=True)
+        TokenIndex.objects.system("test").filter(resource=row, param="code").values_list("code", flat=True)
+    ) == ["29463-7"]
+    assert not QuantityIndex.objects.system("test").filter(resource=row).exists()
+    assert not ReferenceIndex.objects.system("test").filter(resource=row, param="patient").exists()
+    assert list(
+        ReferenceIndex.objects.system("test")
+        .filter(resource=row, param="subject")
+        .values_list("target_id", flat=True)
     ) == ["g1"]
-    assert not CompartmentMembership.objects.filter(resource=row).exists()
+    assert not CompartmentMembership.objects.system("test").filter(resource=row).exists()
 
 
 def test_patch_reindexes(fhir):
@@ -105,9 +119,9 @@ def test_patch_reindexes(fhir):
     patch = [{"op": "replace", "path": "/gender", "value": "male"}]
     assert fhir.patch(f"Patient/{created['id']}", patch).status_code == 200
     row = _resource(fhir, "Patient", created["id"])
-    assert list(TokenIndex.objects.filter(resource=row, param="gender").values_list("code", flat=True)) == [
-        "male"
-    ]
+    assert list(
+        TokenIndex.objects.system("test").filter(resource=row, param="gender").values_list("code", flat=True)
+    ) == ["male"]
 
 
 def test_delete_clears_every_table(fhir):
@@ -116,11 +130,13 @@ def test_delete_clears_every_table(fhir):
     fhir.delete(f"Observation/{observation['id']}")
     row = _resource(fhir, "Observation", observation["id"])
     for model in (*ALL, CompartmentMembership):
-        assert not model.objects.filter(resource=row).exists(), model.__name__
+        assert not model.objects.system("test").filter(resource=row).exists(), model.__name__
     # the patient keeps its own rows
-    assert CompartmentMembership.objects.filter(
-        compartment_id=patient["id"], resource_type="Patient"
-    ).exists()
+    assert (
+        CompartmentMembership.objects.system("test")
+        .filter(compartment_id=patient["id"], resource_type="Patient")
+        .exists()
+    )
 
 
 def _rows(*bodies) -> list[tuple[Resource, dict]]:
@@ -142,15 +158,15 @@ def test_index_resources_bulk_and_clear():
         )
     )
     index_resources(items, fresh=True)
-    assert ReferenceIndex.objects.filter(param="subject").count() == 1200
-    assert CompartmentMembership.objects.filter(compartment_id="p1").count() == 400
+    assert ReferenceIndex.objects.system("test").filter(param="subject").count() == 1200
+    assert CompartmentMembership.objects.system("test").filter(compartment_id="p1").count() == 400
     index_resources(items[:10], fresh=False)  # rewriting does not duplicate
-    assert ReferenceIndex.objects.filter(param="subject").count() == 1200
+    assert ReferenceIndex.objects.system("test").filter(param="subject").count() == 1200
     clear_index([row for row, _ in items[:600]])
-    assert ReferenceIndex.objects.filter(param="subject").count() == 600
+    assert ReferenceIndex.objects.system("test").filter(param="subject").count() == 600
     clear_index([row for row, _ in items[600:]], every_table=True)
     for model in (*ALL, CompartmentMembership):
-        assert not model.objects.exists()
+        assert not model.objects.system("test").exists()
 
 
 def test_duplicate_values_give_one_row():
@@ -167,4 +183,4 @@ def test_duplicate_values_give_one_row():
         }
     )
     index_resources(items, fresh=True)
-    assert TokenIndex.objects.filter(param="category").count() == 1
+    assert TokenIndex.objects.system("test").filter(param="category").count() == 1

@@ -94,10 +94,10 @@ def test_hidden_reference_rows_are_those_of_rows_the_hiding_rule_authorises(load
     from resources.models import ReferenceIndex
 
     for param in ("subject", "patient", "performer"):
-        ReferenceIndex.objects.create(
+        ReferenceIndex.objects.system("test").create(
             resource=obs, resource_type="Observation", param=param, target_type="Patient", target_id="p1"
         )
-    assert set(ReferenceIndex.objects.filter(hidden).values_list("param", flat=True)) == {
+    assert set(ReferenceIndex.objects.system("test").filter(hidden).values_list("param", flat=True)) == {
         "subject",
         "patient",
     }

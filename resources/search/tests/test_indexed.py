@@ -78,7 +78,7 @@ def data():
             ],
         }
     )
-    if not StringIndex.objects.filter(param="name", resource_type="Patient").exists():
+    if not StringIndex.objects.system("test").filter(param="name", resource_type="Patient").exists():
         pytest.skip("the indexer does not fill the string index yet")
     return {"org": org, "peter": peter, "anna": anna, "heart": heart, "pressure": pressure}
 
