@@ -290,3 +290,22 @@ def practitioner_targets(ctx: AccessContext) -> Q:
     if orgs:
         targets |= Q(target_type="Organization", target_id__in=orgs)
     return targets
+
+
+# --- grant bases (write checks: authz/grants.py) ---------------------------------------------------
+
+
+def id_set(ids: Ids) -> set[str]:
+    """`ids` evaluated now: a list as it is, a one-column subquery (values or values_list) run."""
+    if isinstance(ids, list):
+        return set(ids)
+    return {next(iter(row.values())) if isinstance(row, dict) else row for row in ids}
+
+
+def managed_patient_ids(orgs: list[str]) -> QuerySet:
+    """FHIR ids of the existing Patients whose managingOrganization is one of `orgs` (a subquery)."""
+    return resources().filter(resource_type="Patient", pk__in=managed_patients(orgs)).values("fhir_id")
+
+
+def items(kind: str, ids: Iterable[str]) -> frozenset[tuple[str, str]]:
+    return frozenset((kind, one) for one in ids)
