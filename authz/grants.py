@@ -11,9 +11,9 @@ invariants here are this server's, stated in docs/rules.md ("Writes"):
    the caller's basis before it and again after it, inside the same database transaction and with
    fresh lookups (AccessContext.cache memoises lookups per request), and is refused (403, the whole
    write rolled back) when the basis after holds an item the basis before did not, under a rule at
-   least as wide. Two kinds of new item grant nothing beyond what the caller wrote itself and pass:
-   a Patient, CareTeam or Organization the same request wrote, when nothing but the request's own
-   resources is in that Patient's compartment or refers to that Organization. A rule with
+   least as wide. New items that grant nothing beyond what the caller wrote itself pass: a Patient,
+   CareTeam, Practitioner or Organization the same request wrote, when nothing but the request's
+   own resources is in that Patient's compartment or refers to that Organization. A rule with
    `may-widen-access: true` lifts the check for the writes it authorises. A transaction is judged
    once, at its end, against the grants before it started.
 2. No planting. After a create, update or patch, every Patient compartment the new version is in
@@ -138,6 +138,8 @@ def _own_only(item: Item, written: Written) -> bool:
         return not referring.exclude(resource_id__in=written.pks).exists()
     if kind == "care-team":
         return ("CareTeam", fhir_id) in written.keys  # its patients are items of their own
+    if kind == "practitioner":
+        return ("Practitioner", fhir_id) in written.keys
     return False
 
 

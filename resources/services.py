@@ -349,9 +349,8 @@ def resource_patch(
         if row is None:
             raise _unknown(resource_type, fhir_id)
         if row.deleted:
-            # Only a caller whose rules allow every resource of the type learns that it existed (as
-            # for a read, selectors.py).
-            if not _sees_whole_type(ctx, "patch", resource_type):
+            # Only a caller who could read it learns that it existed.
+            if not _knew(ctx, "patch", row):
                 raise _unknown(resource_type, fhir_id)
             raise gone(f"{resource_type}/{fhir_id} has been deleted")
         _may_change(ctx, "patch", row, lambda: _unknown(resource_type, fhir_id))
@@ -379,10 +378,12 @@ def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> 
     with grants.write_guard(ctx, [resource_type]):
         row = _lock_row(resource_type, fhir_id)
         if row is None or row.deleted:
-            # Deleting is idempotent, but only a caller whose rules allow every resource of the type
-            # may learn that an id exists or existed; to anyone else a missing id, a deleted one and
-            # one it may not read answer alike.
-            if _sees_whole_type(ctx, "delete", resource_type):
+            # Deleting is idempotent, but only a caller whose rules allow every resource of the type,
+            # or who could read what was deleted, may learn that an id exists or existed; to anyone
+            # else a missing id, a deleted one and one it may not read answer alike.
+            if _sees_whole_type(ctx, "delete", resource_type) or (
+                row is not None and _knew(ctx, "delete", row)
+            ):
                 return None
             raise _unknown(resource_type, fhir_id)
         rule = _may_change(ctx, "delete", row, lambda: _unknown(resource_type, fhir_id))
@@ -446,6 +447,15 @@ def _sees_whole_type(ctx: AccessContext, operation: str, resource_type: str) -> 
     if ctx.role == SYSTEM:
         return True
     return authorize(ctx, operation, resource_type)[0].unconditional
+
+
+def _knew(ctx: AccessContext, operation: str, row: Resource) -> bool:
+    """Whether the caller may learn that the deleted `row` existed: its rules allow every resource of
+    the type, or it could read (or `operation`) the last version that had content."""
+    if _sees_whole_type(ctx, operation, row.resource_type):
+        return True
+    rule, readable = _decide_last_version(ctx, operation, row)
+    return rule is not None or readable
 
 
 def _may_change(

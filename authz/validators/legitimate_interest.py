@@ -77,11 +77,11 @@ class LegitimateInterest(Validator):
             if not orgs:
                 return frozenset()
             patients = lookups.id_set(lookups.managed_patient_ids(orgs))
-            return lookups.items("organization", orgs) | lookups.items("patient", patients)
+            return _staff(orgs) | lookups.items("patient", patients)
         if ctx.identity_type == "Patient":
             patients = lookups.id_set(lookups.caller_patients(ctx))
             orgs = lookups.managing_organizations(ctx)
-            return lookups.items("patient", patients) | lookups.items("organization", orgs)
+            return lookups.items("patient", patients) | (_staff(orgs) if orgs else frozenset())
         return frozenset()
 
     def basis_types(self, ctx: AccessContext) -> frozenset[str]:
@@ -101,3 +101,9 @@ class LegitimateInterest(Validator):
 
     def params(self) -> dict[str, Any]:
         return {"inherit": True} if self.inherit else {}
+
+
+def _staff(orgs: list[str]) -> frozenset[tuple[str, str]]:
+    # The organisations and the Practitioners holding roles in them (the directory the rule shows).
+    practitioners = lookups.id_set(lookups.staff_ids(orgs))
+    return lookups.items("organization", orgs) | lookups.items("practitioner", practitioners)

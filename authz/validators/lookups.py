@@ -309,3 +309,16 @@ def managed_patient_ids(orgs: list[str]) -> QuerySet:
 
 def items(kind: str, ids: Iterable[str]) -> frozenset[tuple[str, str]]:
     return frozenset((kind, one) for one in ids)
+
+
+def staff_ids(orgs: list[str]) -> QuerySet:
+    """FHIR ids of the existing Practitioners holding a PractitionerRole (active or not) in `orgs`."""
+    roles = _references("PractitionerRole", "organization", "Organization").filter(target_id__in=orgs)
+    holders = _references("PractitionerRole", "practitioner", "Practitioner").filter(
+        resource_id__in=roles.values("resource_id")
+    )
+    return (
+        resources()
+        .filter(resource_type="Practitioner", fhir_id__in=holders.values("target_id"))
+        .values("fhir_id")
+    )
