@@ -39,8 +39,9 @@ from tests.personas import PATIENTS, PRACTITIONERS, build_world
 
 pytestmark = pytest.mark.django_db
 
-PATIENT_IDS = [p.id for p in PATIENTS] + ["pz"]
-ORG_IDS = ["org-a", "org-a1", "org-b"]
+# pz: reached by nobody; ghost and org-ghost: named by data (obs-ghost; pg and role-ghost) but absent.
+PATIENT_IDS = [p.id for p in PATIENTS] + ["pz", "pg", "ghost"]
+ORG_IDS = ["org-a", "org-a1", "org-b", "org-ghost"]
 PRACTITIONER_IDS = list(PRACTITIONERS)
 WRITERS = {
     "pa1": "Patient/pa1",
@@ -186,7 +187,11 @@ def organization(draw, me: str):
     parent = draw(st.sampled_from([None, *ORG_IDS]))
     if draw(st.booleans()):
         fhir_id = draw(orgs)
-        body = stored("Organization", fhir_id)
+        body = (
+            stored("Organization", fhir_id)
+            if _exists("Organization", fhir_id)
+            else {"resourceType": "Organization", "id": fhir_id}
+        )
         operation = "update"
     else:
         body, operation = {"resourceType": "Organization", "name": "New organisation"}, "create"

@@ -81,25 +81,28 @@ def ref(reference: str) -> dict:
 
 
 def add_stranger() -> None:
-    """A patient no organisation manages and nobody's care team or link reaches, with a result."""
+    """A patient no organisation manages and nobody's care team or link reaches, with a result; and
+    data that names resources which do not exist yet (a Patient `ghost`, an Organization `org-ghost`
+    with a role and a patient of its own), for writers who would create them to reach that data."""
     system = AccessContext.system("write-guard world")
-    resource_update(
-        system,
-        resource_type="Patient",
-        fhir_id="pz",
-        body={"resourceType": "Patient", "id": "pz", "name": [{"family": "Zephyrine"}]},
-    )
-    resource_update(
-        system,
-        resource_type="Observation",
-        fhir_id="obs-pz",
-        body={
-            "resourceType": "Observation",
-            "id": "obs-pz",
-            "status": "final",
-            "code": {"text": "pulse"},
-            "subject": ref("Patient/pz"),
-        },
+
+    def put(resource_type: str, fhir_id: str, **body) -> None:
+        resource_update(
+            system,
+            resource_type=resource_type,
+            fhir_id=fhir_id,
+            body={"resourceType": resource_type, "id": fhir_id, **body},
+        )
+
+    put("Patient", "pz", name=[{"family": "Zephyrine"}])
+    put("Observation", "obs-pz", status="final", code={"text": "pulse"}, subject=ref("Patient/pz"))
+    put("Observation", "obs-ghost", status="final", code={"text": "pulse"}, subject=ref("Patient/ghost"))
+    put("Patient", "pg", name=[{"family": "Ghostly"}], managingOrganization=ref("Organization/org-ghost"))
+    put(
+        "PractitionerRole",
+        "role-ghost",
+        practitioner=ref("Practitioner/dr-b"),
+        organization=ref("Organization/org-ghost"),
     )
 
 
@@ -148,6 +151,29 @@ def test_a_practitioner_cannot_give_itself_a_role_in_another_organisation(people
     assert dr_a.get("Practitioner/dr-b").status == 404
     assert dr_a.get("Organization/org-b").status == 200  # the directory rule shows every organisation
     assert dr_a.get("Encounter/enc-pb1").status == 200  # care team: unchanged
+
+
+def test_a_practitioner_cannot_create_a_patient_that_others_data_already_names(people):
+    dr_a = people["dr-a"]
+    assert dr_a.get("Observation/obs-ghost").status == 404
+    ghost = {"resourceType": "Patient", "id": "ghost", "managingOrganization": ref("Organization/org-a")}
+    assert dr_a.send("put", "Patient/ghost", ghost).status == 403
+    assert dr_a.get("Observation/obs-ghost").status == 404
+    # A Patient that nothing names yet is its to create, with a client id or without.
+    fresh = {"resourceType": "Patient", "id": "fresh", "managingOrganization": ref("Organization/org-a")}
+    assert dr_a.send("put", "Patient/fresh", fresh).status == 201
+    del fresh["id"]
+    assert dr_a.send("post", "Patient", fresh).status == 201
+
+
+def test_a_practitioner_cannot_create_an_organisation_that_others_data_already_names(people):
+    dr_a = people["dr-a"]
+    assert dr_a.get("Patient/pg").status == 404
+    org = {"resourceType": "Organization", "id": "org-ghost", "partOf": ref("Organization/org-a")}
+    assert dr_a.send("put", "Organization/org-ghost", org).status == 403
+    assert dr_a.get("Patient/pg").status == 404
+    fresh = {"resourceType": "Organization", "id": "org-fresh", "partOf": ref("Organization/org-a")}
+    assert dr_a.send("put", "Organization/org-fresh", fresh).status == 201
 
 
 def test_a_practitioner_cannot_widen_through_a_transaction(people):
