@@ -25,7 +25,7 @@ import os
 
 import pytest
 from django.db import transaction
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from authz import rules
@@ -291,10 +291,12 @@ def run(identity: str, operation: str, body: dict) -> tuple[str, str] | None:
     except FhirError as exc:
         assert exc.status in (400, 403, 404, 409, 410, 412, 422), exc
         note(f"  refused {exc.status}: {exc.issues[0].diagnostics}")
+        event(f"{resource_type} {operation}: refused {exc.status}")
         return None
     if result is None:
         return None
     note(f"  {result.status}: {resource_type}/{result.stored.fhir_id}")
+    event(f"{resource_type} {operation}: written")
     return (resource_type, result.stored.fhir_id)
 
 
