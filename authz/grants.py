@@ -27,6 +27,7 @@ Writes of other types (an Observation, the common case) pay for neither basis co
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -41,6 +42,8 @@ from .context import SYSTEM, AccessContext
 
 if TYPE_CHECKING:
     from .rules import CompiledRule
+
+log = logging.getLogger(__name__)
 
 Item = tuple[str, str]
 
@@ -186,6 +189,10 @@ class WriteGuard:
         found = widening(self.before, grant_basis(self.ctx), self.written)
         if found is not None:
             operation, resource_type, fhir_id, _ = self.basis_writes[0]
+            # The answer names no reason (it must not differ from other refusals); the log does.
+            log.info(
+                "%s refused for %s: it would widen its access (%s %s)", operation, self.ctx.identity, *found
+            )
             raise WideningRefused(operation, resource_type, fhir_id, found)
 
 
