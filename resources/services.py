@@ -536,22 +536,32 @@ def may_result(ctx: AccessContext, operation: str, stored: Stored, body: dict) -
 
 
 def _refuse_redacted_patch(ctx: AccessContext, row: Resource, current: dict, patch: object) -> None:
-    """A patch must not observe what the caller's read of the resource redacts: a JSON Patch `test`
-    (or a failing `remove`, `move`, `copy`) on a redacted element, or a FHIRPath Patch path with a
-    `where()`, would answer differently depending on the hidden value. When the rule that lets the
-    caller read this resource has property filters for its type, a JSON Patch that touches a
-    filtered element (or the narrative, which filters delete) and any FHIRPath Patch are refused
-    (403), whatever the content, so the answer depends on nothing redacted."""
+    """A patch must not observe what the caller's read of the resource hides: a JSON Patch `test` (or
+    a failing `remove`, `replace`, `move`, `copy`) on a redacted element, or a FHIRPath Patch path
+    with a `where()`, would answer differently depending on the hidden value. So, whatever the
+    content (403):
+
+    - a caller that may patch the resource but not read it may not patch it at all (every operation
+      can fail on what is there);
+    - when the rule that lets the caller read it has property filters for its type, a JSON Patch
+      that touches a filtered element (anything under or above one, or the narrative, which filters
+      delete) and any FHIRPath Patch (its paths are expressions) are refused."""
     if ctx.role == SYSTEM:
         return
-    if not any(rule.property_filters for rule in rules.matching(ctx, "read", row.resource_type)):
-        return  # no read of this type is redacted for the caller: nothing to decide
+    readers = rules.matching(ctx, "read", row.resource_type)
+    if readers and readers[0].unconditional and not any(rule.property_filters for rule in readers):
+        return  # the caller reads every resource of the type in clear: nothing to decide
     try:
         rule = rules.decide(ctx, "read", row.resource_type, row.pk, lambda: current)
     except FhirError:
-        rule = None  # no read at all: nothing is shown, so nothing to compare (the patch is blind)
-    if rule is None or not rule.property_filters:
-        return
+        rule = None
+    if rule is None:
+        raise error(
+            403,
+            "forbidden",
+            f"Your rules do not let you read {row.resource_type}/{row.fhir_id}, and a patch reads what it "
+            "changes",
+        )
     filtered = [f.steps for f in rule.property_filters if f.applies_to(row.resource_type)]
     if not filtered:
         return

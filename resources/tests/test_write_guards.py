@@ -497,6 +497,27 @@ def test_a_json_patch_cannot_test_a_redacted_value(people):
     assert patch(researcher, "Patient/pa1", ok).status == 200
 
 
+def test_a_caller_that_may_patch_but_not_read_cannot_probe(people):
+    from conftest import bearer
+    from tests.personas import Persona
+
+    scribe_rule = {
+        "name": "scribe",
+        "role": "Scribe",
+        "resource": ["Condition"],
+        "operation": ["patch"],
+        "validator": "Allowed",
+    }
+    load([*write_rules(), scribe_rule])
+    scribe = Caller(Persona("scribe", "Scribe"), bearer("Scribe"))
+    assert scribe.get("Condition/cond-pa1").status == 403
+    right = [{"op": "test", "path": "/code/coding/0/code", "value": "44054006"}]
+    wrong = [{"op": "test", "path": "/code/coding/0/code", "value": "0"}]
+    a, b = patch(scribe, "Condition/cond-pa1", right), patch(scribe, "Condition/cond-pa1", wrong)
+    assert a.status == b.status == 403 and diagnostics(a) == diagnostics(b)
+    load(write_rules())
+
+
 def test_a_fhirpath_patch_cannot_probe_a_redacted_value(people):
     researcher = people["researcher"]
     probe = {
