@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from audit.services import note_results
+from audit.services import note_results, note_rule
 from authz import grants, rules
 from authz.context import SYSTEM, AccessContext
 from authz.rules import CompiledRule, authorize
@@ -511,12 +511,17 @@ def _decide_last_version(
         deleted=False,
         body=text,
     )
+    # Lookups memoised while that version stands in for the current state (the caller's patients,
+    # organisations...) must not outlive it: the decision runs on a context of its own.
+    scratch = replace(ctx, cache={k: v for k, v in ctx.cache.items() if k == ("rules-version",)})
     with transaction.atomic():
         _save_row(probe)
         index_resources([(probe, body)], fresh=False)
-        rule = rules.decide(ctx, operation, row.resource_type, row.pk, lambda: body)
-        readable = rule is not None or rules.readable(ctx, row.resource_type, row.pk, lambda: body)
+        rule = rules.decide(scratch, operation, row.resource_type, row.pk, lambda: body)
+        readable = rule is not None or rules.readable(scratch, row.resource_type, row.pk, lambda: body)
         transaction.set_rollback(True)
+    if rule is not None:
+        note_rule(ctx, rule.name, rule.property_filters)
     return rule, readable
 
 
