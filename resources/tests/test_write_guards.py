@@ -202,6 +202,37 @@ def test_a_practitioner_cannot_widen_through_a_transaction(people):
     assert people["admin"].get("Practitioner/dr-a").json["name"]  # the PUT was rolled back too
 
 
+def test_a_batch_judges_each_entry_on_its_own(people):
+    dr_a = people["dr-a"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "PractitionerRole",
+                    "practitioner": ref("Practitioner/dr-a"),
+                    "organization": ref("Organization/org-b"),
+                },
+                "request": {"method": "POST", "url": "PractitionerRole"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "pulse"},
+                    "subject": ref("Patient/pa1"),
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    reply = dr_a.send("post", "", bundle)
+    assert reply.status == 200, reply.text
+    assert [e["response"]["status"][:3] for e in reply.json["entry"]] == ["403", "201"]
+    assert dr_a.get("Practitioner/dr-b").status == 404
+
+
 def test_a_transaction_may_build_a_new_organisation_of_its_own(people):
     """New grants that reach only what the same transaction wrote widen nothing."""
     dr_a = people["dr-a"]
