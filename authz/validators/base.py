@@ -76,6 +76,11 @@ class Validator:
         validator lets `ctx` place data in; None: every one. Default: none."""
         return NO_COMPARTMENT
 
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        """What `patient_writes(ctx)` depends on besides the caller's identity, as a hashable value
+        (the compiled check is then reused, authz/grants.py); None when it cannot be told."""
+        return () if self.depends_only_on_identity(ctx) else None
+
     def can_narrow(self) -> bool:
         """Whether `narrowing` gives a Q (whoever asks); rules granting searches need one."""
         return True

@@ -64,6 +64,16 @@ class CareTeam(Validator):
             return NO_COMPARTMENT
         return patient_ids_condition(_teams(ctx)[1])
 
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        return practitioner_key(ctx)
+
+
+def practitioner_key(ctx: AccessContext) -> tuple:
+    """What `lookups.practitioner_targets(ctx)` bakes into SQL besides the identity."""
+    if ctx.identity_type != "Practitioner" or not ctx.identity_id:
+        return ()
+    return (tuple(lookups.role_ids(ctx)), tuple(lookups.organizations(ctx)))
+
 
 def _teams(ctx: AccessContext) -> tuple[QuerySet, QuerySet]:
     """(pks of the CareTeams in force the caller takes part in, ids of the Patients they are about),

@@ -61,6 +61,12 @@ class PatientCompartment(Validator):
     def patient_writes(self, ctx: AccessContext) -> Q | None:
         return patient_ids_condition(lookups.caller_patients(ctx))
 
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        if ctx.identity_type == "Patient":
+            return ()  # a subquery on the identity (not built here: building it costs more than a query)
+        patients = lookups.caller_patients(ctx)
+        return tuple(patients) if isinstance(patients, list) else ()
+
 
 class _OwnCompartment(Validator):
     """The compartment whose focus is the caller itself."""

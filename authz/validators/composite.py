@@ -66,6 +66,10 @@ class _Composite(Validator):
             out |= part.basis_types(ctx)
         return out
 
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        keys = tuple(part.patient_writes_key(ctx) for part in self.parts)
+        return None if any(key is None for key in keys) else keys
+
     def validate_types(self, resource_types: Iterable[str] | None) -> None:
         """Pass the rule's types on to the parts that need them (FhirPath searches)."""
         for part in self.parts:

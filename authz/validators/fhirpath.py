@@ -229,6 +229,9 @@ class FhirPath(Validator):
         # other parts' limits hold.
         return None
 
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        return ()  # no limit, whoever asks
+
     def grant_basis(self, ctx: AccessContext) -> frozenset[tuple[str, str]]:
         if not self._uses_identity() or not ctx.identity:
             return frozenset()

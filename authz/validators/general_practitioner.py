@@ -21,6 +21,7 @@ from resources.models import ReferenceIndex
 
 from . import lookups
 from .base import NO_COMPARTMENT, NOTHING, Validator, patient_ids_condition
+from .care_team import practitioner_key
 
 if TYPE_CHECKING:
     from authz.context import AccessContext
@@ -49,6 +50,9 @@ class GeneralPractitioner(Validator):
         if ctx.identity_type != "Practitioner" or not ctx.identity_id:
             return NO_COMPARTMENT
         return patient_ids_condition(_patients(ctx)[1])
+
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        return practitioner_key(ctx)
 
 
 def _patients(ctx: AccessContext) -> tuple[QuerySet, QuerySet]:

@@ -99,6 +99,11 @@ class LegitimateInterest(Validator):
             return patient_ids_condition(lookups.caller_patients(ctx))
         return NO_COMPARTMENT
 
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        if ctx.identity_type == "Practitioner":
+            return (self.inherit, tuple(lookups.organizations(ctx, inherit=self.inherit)))
+        return ()  # a Patient's patients are a subquery on its identity; anyone else: none
+
     def params(self) -> dict[str, Any]:
         return {"inherit": True} if self.inherit else {}
 
