@@ -145,6 +145,8 @@ class Rule(models.Model):
     property_filters = models.JSONField(default=list, blank=True)
     blocked_search_params = models.JSONField(default=list, blank=True)
     blocked_includes = models.JSONField(default=list, blank=True)
+    # `may-widen-access`: writes this rule authorises may widen the writer's own access.
+    may_widen_access = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["position"]

@@ -83,6 +83,7 @@ class CompiledRule:
     property_filters: tuple = ()
     blocked_search_params: frozenset[str] = frozenset()
     blocked_includes: frozenset[str] = frozenset()
+    may_widen_access: bool = False  # writes it authorises may widen the writer's own access
     raw: dict = field(default_factory=dict)  # as written, for dump_rules and explain
 
     def covers(self, role: str, operation: str, resource_type: str) -> bool:

@@ -12,6 +12,7 @@ Format (docs/rules.md has the full reference):
         property-filters: [{path: name, action: remove}]
         blocked-search-params: [address]
         blocked-includes: ["Patient:general-practitioner"]
+        may-widen-access: false               # true: its writes may widen the writer's own access
 
 Every problem is reported with the rule it belongs to, and nothing is stored unless all rules load.
 """
@@ -40,6 +41,7 @@ _KEYS = {
     "property-filters",
     "blocked-search-params",
     "blocked-includes",
+    "may-widen-access",
 }
 # Operations that return lists: a rule granting them must be able to narrow in SQL.
 _SEARCHING = {"search", "history", "graphql-search", "bulk-export", "everything", "subscribe"}
@@ -108,6 +110,9 @@ def compile_rule(position: int, raw: object) -> CompiledRule:
     filters = parse_property_filters(raw.get("property-filters") or [], resources)
     blocked_params = _blocked_params(raw.get("blocked-search-params") or [], resources)
     blocked_includes = _blocked_includes(raw.get("blocked-includes") or [])
+    may_widen = raw.get("may-widen-access", False)
+    if not isinstance(may_widen, bool):
+        raise RuleError(f"'may-widen-access' is true or false (got {may_widen!r:.100})")
     return CompiledRule(
         position=position,
         name=name,
@@ -120,6 +125,7 @@ def compile_rule(position: int, raw: object) -> CompiledRule:
         property_filters=filters,
         blocked_search_params=blocked_params,
         blocked_includes=blocked_includes,
+        may_widen_access=may_widen,
         raw=dict(raw),
     )
 
@@ -241,6 +247,8 @@ def as_yaml(row: Rule) -> dict[str, Any]:
         out["blocked-search-params"] = row.blocked_search_params
     if row.blocked_includes:
         out["blocked-includes"] = row.blocked_includes
+    if row.may_widen_access:
+        out["may-widen-access"] = True
     return out
 
 
@@ -269,6 +277,7 @@ def replace_rules(raw_rules: list) -> tuple[CompiledRule, ...]:
             property_filters=rule.raw.get("property-filters") or [],
             blocked_search_params=rule.raw.get("blocked-search-params") or [],
             blocked_includes=rule.raw.get("blocked-includes") or [],
+            may_widen_access=rule.may_widen_access,
         )
         for rule in compiled
     )

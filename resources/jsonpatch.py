@@ -122,3 +122,38 @@ def apply_patch(document: dict, operations: object) -> dict:
     if not isinstance(doc, dict):
         raise bad_request("The patch did not produce a resource", code="invalid")
     return doc
+
+
+def touches_filtered(patch: object, filtered: list[tuple[str, ...]]) -> str:
+    """The first `path`/`from` of the patch that reads or writes one of the `filtered` element paths
+    (element names below the resource, a choice element without its type: ("value",)), anything
+    under one or anything above one; "" when none does. A malformed patch touches nothing here (it
+    is refused as malformed when applied). Array indices and `-` are not element names; a
+    primitive's extension sibling (`_birthDate`) counts as the element."""
+    if not isinstance(patch, list):
+        return ""
+    for operation in patch:
+        if not isinstance(operation, dict):
+            continue
+        for key in ("path", "from"):
+            pointer = operation.get(key)
+            if not isinstance(pointer, str) or (pointer and not pointer.startswith("/")):
+                continue
+            names = [
+                part.removeprefix("_")
+                for part in (_pointer(pointer, 0) if pointer else [])
+                if not (part.isdigit() or part == "-")
+            ]
+            if any(_related(names, steps) for steps in filtered):
+                return f"'{pointer}'"
+    return ""
+
+
+def _related(names: list[str], steps: tuple[str, ...]) -> bool:
+    # One path is the other or lies under it (the root "" lies above everything).
+    return all(_same(name, step) for name, step in zip(names, steps, strict=False))
+
+
+def _same(name: str, step: str) -> bool:
+    # `valueQuantity` is the choice element `value` with its type.
+    return name == step or (name.startswith(step) and name[len(step) : len(step) + 1].isupper())

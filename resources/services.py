@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,15 +18,15 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.server_entries import refuse_server_id, refuse_server_tag
-from audit.services import note_results
-from authz import rules
+from audit.services import note_results, note_rule
+from authz import grants, rules
 from authz.context import SYSTEM, AccessContext
-from authz.rules import authorize
+from authz.rules import CompiledRule, authorize
 
-from . import definitions, fhirjson
+from . import definitions, fhirjson, versions
 from .fhirpathpatch import apply_fhirpath_patch
 from .indexing import clear_index, index_resources
-from .jsonpatch import apply_patch
+from .jsonpatch import apply_patch, touches_filtered
 from .models import Resource, ResourceVersion
 from .outcomes import FhirError, bad_request, error, gone, not_found, precondition_failed
 from .search.conditional import find_matches
@@ -249,8 +250,9 @@ def resource_create(
             )
         if matches:
             return _written(ctx, WriteResult(stored_from_row(matches[0]), 200))
-    stored = _insert(resource_type, fhir_id or new_id(), checked, "POST")
-    may_result(ctx, "create", stored, checked)
+    with grants.write_guard(ctx, [resource_type]):
+        stored = _insert(resource_type, fhir_id or new_id(), checked, "POST")
+        may_result(ctx, "create", stored, checked)
     return _written(ctx, WriteResult(stored, 201))
 
 
@@ -279,27 +281,36 @@ def resource_update(
             expression=("id",),
         )
     expected = parse_version(if_match)
-    row = _lock_row(resource_type, fhir_id)
-    if row is None:
+
+    def as_missing() -> FhirError:
+        # What the same request answers on an id that does not exist, when the result is not one the
+        # caller may create: a resource it may not read must not answer differently (no oracle).
         if expected is not None:
-            raise precondition_failed(f"{resource_type}/{fhir_id} does not exist; If-Match cannot hold")
-        try:
-            with transaction.atomic():
-                stored = _insert(resource_type, fhir_id, checked, "PUT")
-        except IntegrityError:
-            # A concurrent update-as-create won the insert; queue behind it and update its row.
-            row = _lock_row(resource_type, fhir_id)
-            if row is None:
-                raise
-        else:
-            may_result(ctx, "update", stored, checked)
-            return _written(ctx, WriteResult(stored, 201))
-    _may_change(ctx, "update", row)
-    _check_version(expected, row)
-    status = 201 if row.deleted else 200
-    row.version += 1
-    stored = _store(row, checked, method="PUT")
-    may_result(ctx, "update", stored, checked)
+            return precondition_failed(f"{resource_type}/{fhir_id} does not exist; If-Match cannot hold")
+        return grants.refusal("update", resource_type)
+
+    with grants.write_guard(ctx, [resource_type]):
+        row = _lock_row(resource_type, fhir_id)
+        if row is None:
+            if expected is not None:
+                raise as_missing()
+            try:
+                with transaction.atomic():
+                    stored = _insert(resource_type, fhir_id, checked, "PUT")
+            except IntegrityError:
+                # A concurrent update-as-create won the insert; queue behind it and update its row.
+                row = _lock_row(resource_type, fhir_id)
+                if row is None:
+                    raise
+            else:
+                may_result(ctx, "update", stored, checked)
+                return _written(ctx, WriteResult(stored, 201))
+        _may_change(ctx, "update", row, as_missing)
+        _check_version(expected, row)
+        status = 201 if row.deleted else 200
+        row.version += 1
+        stored = _store(row, checked, method="PUT")
+        may_result(ctx, "update", stored, checked)
     return _written(ctx, WriteResult(stored, status))
 
 
@@ -336,22 +347,29 @@ def resource_patch(
     check_type(resource_type)
     authorize(ctx, "patch", resource_type)
     expected = parse_version(if_match)
-    row = _lock_row(resource_type, fhir_id)
-    if row is None:
-        raise not_found(f"{resource_type}/{fhir_id} is not known")
-    if row.deleted:
-        raise gone(f"{resource_type}/{fhir_id} has been deleted")
-    _may_change(ctx, "patch", row)
-    _check_version(expected, row)
-    current = fhirjson.loads(row.body)
-    # A JSON Patch is an array of operations; a FHIRPath Patch is a Parameters resource.
-    patched = apply_fhirpath_patch(current, patch) if isinstance(patch, dict) else apply_patch(current, patch)
-    if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
-        raise bad_request("A patch may not change the resource type or id", code="invalid")
-    checked = checked_body(resource_type, patched)
-    row.version += 1
-    stored = _store(row, checked, method="PATCH")
-    may_result(ctx, "patch", stored, checked)
+    with grants.write_guard(ctx, [resource_type]):
+        row = _lock_row(resource_type, fhir_id)
+        if row is None:
+            raise _unknown(resource_type, fhir_id)
+        if row.deleted:
+            # Only a caller who could read it learns that it existed.
+            if not _knew(ctx, "patch", row):
+                raise _unknown(resource_type, fhir_id)
+            raise gone(f"{resource_type}/{fhir_id} has been deleted")
+        _may_change(ctx, "patch", row, lambda: _unknown(resource_type, fhir_id))
+        _check_version(expected, row)
+        current = fhirjson.loads(row.body)
+        _refuse_redacted_patch(ctx, row, current, patch)
+        # A JSON Patch is an array of operations; a FHIRPath Patch is a Parameters resource.
+        patched = (
+            apply_fhirpath_patch(current, patch) if isinstance(patch, dict) else apply_patch(current, patch)
+        )
+        if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
+            raise bad_request("A patch may not change the resource type or id", code="invalid")
+        checked = checked_body(resource_type, patched)
+        row.version += 1
+        stored = _store(row, checked, method="PATCH")
+        may_result(ctx, "patch", stored, checked)
     return _written(ctx, WriteResult(stored, 200))
 
 
@@ -360,26 +378,35 @@ def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> 
     """Delete; None when there was nothing to delete (deleting is idempotent, R4 http.html#delete)."""
     check_type(resource_type)
     authorize(ctx, "delete", resource_type)
-    row = _lock_row(resource_type, fhir_id)
-    if row is None or row.deleted:
-        return None
-    _may_change(ctx, "delete", row)
-    now = _now()
-    row.version += 1
-    row.last_updated = now
-    row.deleted = True
-    row.body = ""
-    _save_row(row)
-    ResourceVersion.objects.create(
-        resource=row,
-        resource_type=resource_type,
-        fhir_id=fhir_id,
-        version=row.version,
-        last_updated=now,
-        method="DELETE",
-        body=None,
-    )
-    clear_index([row])
+    with grants.write_guard(ctx, [resource_type]):
+        row = _lock_row(resource_type, fhir_id)
+        if row is None or row.deleted:
+            # Deleting is idempotent, but only a caller whose rules allow every resource of the type,
+            # or who could read what was deleted, may learn that an id exists or existed; to anyone
+            # else a missing id, a deleted one and one it may not read answer alike.
+            if _sees_whole_type(ctx, "delete", resource_type) or (
+                row is not None and _knew(ctx, "delete", row)
+            ):
+                return None
+            raise _unknown(resource_type, fhir_id)
+        rule = _may_change(ctx, "delete", row, lambda: _unknown(resource_type, fhir_id))
+        now = _now()
+        row.version += 1
+        row.last_updated = now
+        row.deleted = True
+        row.body = ""
+        _save_row(row)
+        ResourceVersion.objects.create(
+            resource=row,
+            resource_type=resource_type,
+            fhir_id=fhir_id,
+            version=row.version,
+            last_updated=now,
+            method="DELETE",
+            body=None,
+        )
+        clear_index([row])
+        grants.wrote(ctx, "delete", resource_type, fhir_id, row.pk, rule)
     return _written(ctx, WriteResult(Stored(resource_type, fhir_id, row.version, now, "", True, row.pk), 204))
 
 
@@ -412,31 +439,133 @@ def _written(ctx: AccessContext, result: WriteResult) -> WriteResult:
 # --- access: writes check the stored state and the proposed state, inside the transaction -------
 
 
-def _may_change(ctx: AccessContext, operation: str, row: Resource) -> None:
-    """Before a write: the caller's rules must allow `operation` on the resource as stored. One it may
-    not even read answers like a missing resource (404); one it may read but not change is a 403."""
-    if ctx.role == SYSTEM or row.deleted:
-        return
-    body = functools.partial(fhirjson.loads, row.body)
-    if rules.decide(ctx, operation, row.resource_type, row.pk, body) is not None:
-        return
-    if rules.readable(ctx, row.resource_type, row.pk, body):
+def _unknown(resource_type: str, fhir_id: str) -> FhirError:
+    # One message for "missing" and "not yours", as for a read (selectors.py).
+    return not_found(f"{resource_type}/{fhir_id} is not known")
+
+
+def _sees_whole_type(ctx: AccessContext, operation: str, resource_type: str) -> bool:
+    """Whether the caller's first rule for `operation` allows every resource of the type (then it
+    may learn which ids exist, deleted ones included)."""
+    if ctx.role == SYSTEM:
+        return True
+    return authorize(ctx, operation, resource_type)[0].unconditional
+
+
+def _knew(ctx: AccessContext, operation: str, row: Resource) -> bool:
+    """Whether the caller may learn that the deleted `row` existed: its rules allow every resource of
+    the type, or it could read (or `operation`) the last version that had content."""
+    if _sees_whole_type(ctx, operation, row.resource_type):
+        return True
+    rule, readable = _decide_last_version(ctx, operation, row)
+    return rule is not None or readable
+
+
+def _may_change(
+    ctx: AccessContext, operation: str, row: Resource, as_missing: Callable[[], FhirError]
+) -> CompiledRule | None:
+    """Before a write: the caller's rules must allow `operation` on the resource as stored; the rule
+    that does is returned. One it may read but not change is a 403; one it may not even read answers
+    `as_missing()`, exactly what the same request answers on an id that does not exist.
+
+    A deleted resource is judged on its last version that had content: re-creating it over its old
+    versions (and over the resources that still name it) needs the right to change what it was."""
+    if ctx.role == SYSTEM:
+        return None
+    if row.deleted:
+        rule, readable = _decide_last_version(ctx, operation, row)
+    else:
+        body = functools.partial(fhirjson.loads, row.body)
+        rule = rules.decide(ctx, operation, row.resource_type, row.pk, body)
+        readable = rule is not None or rules.readable(ctx, row.resource_type, row.pk, body)
+    if rule is not None:
+        return rule
+    if readable:
         raise error(
             403, "forbidden", f"Your rules do not allow {operation} on {row.resource_type}/{row.fhir_id}"
         )
-    raise not_found(f"{row.resource_type}/{row.fhir_id} is not known")
+    raise as_missing()
 
 
-def may_result(ctx: AccessContext, operation: str, stored: Stored, body: dict) -> None:
+_LAST_CONTENT_SQL = (
+    f"SELECT body FROM {ResourceVersion._meta.db_table} "
+    "WHERE resource_id = %s AND body IS NOT NULL ORDER BY version DESC LIMIT 1"
+)
+
+
+def _decide_last_version(
+    ctx: AccessContext, operation: str, row: Resource
+) -> tuple[CompiledRule | None, bool]:
+    """(rule, readable) for a deleted row as its last version with content stood: that version is put
+    back (row and index) inside a savepoint, decided like any stored row, and the savepoint rolled back."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LAST_CONTENT_SQL, [row.pk])
+        found = cursor.fetchone()
+    if found is None or not found[0]:
+        return None, False
+    text = found[0]
+    body = fhirjson.loads(text)
+    with versions.standing_in(ctx, row.resource_type, row.fhir_id, row.pk, text, body) as scratch:
+        rule = rules.decide(scratch, operation, row.resource_type, row.pk, lambda: body)
+        readable = rule is not None or rules.readable(scratch, row.resource_type, row.pk, lambda: body)
+    if rule is not None:
+        note_rule(ctx, rule.name, rule.property_filters)
+    return rule, readable
+
+
+def may_result(ctx: AccessContext, operation: str, stored: Stored, body: dict) -> CompiledRule | None:
     """After a write, before commit: the new state must still be within what the caller may
     `operation` (a Patient cannot create an Observation for another patient or move one out of its
-    compartment). Raising rolls the write back."""
+    compartment), and it must not enter a Patient compartment no rule covering the write lets the
+    caller write into (an Observation about another patient with the caller as performer). Returns
+    the rule that authorises the result; raising rolls the write back."""
+    if ctx.role == SYSTEM:
+        return None
+    rule = rules.decide(ctx, operation, stored.resource_type, stored.pk, lambda: body)
+    if rule is None or grants.outside_patient_compartments(ctx, operation, stored.resource_type, stored.pk):
+        raise grants.refusal(operation, stored.resource_type)
+    grants.wrote(ctx, operation, stored.resource_type, stored.fhir_id, stored.pk, rule)
+    return rule
+
+
+def _refuse_redacted_patch(ctx: AccessContext, row: Resource, current: dict, patch: object) -> None:
+    """A patch must not observe what the caller's read of the resource hides: a JSON Patch `test` (or
+    a failing `remove`, `replace`, `move`, `copy`) on a redacted element, or a FHIRPath Patch path
+    with a `where()`, would answer differently depending on the hidden value. So, whatever the
+    content (403):
+
+    - a caller that may patch the resource but not read it may not patch it at all (every operation
+      can fail on what is there);
+    - when the rule that lets the caller read it has property filters for its type, a JSON Patch
+      that touches a filtered element (anything under or above one, or the narrative, which filters
+      delete) and any FHIRPath Patch (its paths are expressions) are refused."""
     if ctx.role == SYSTEM:
         return
-    if rules.decide(ctx, operation, stored.resource_type, stored.pk, lambda: body) is None:
+    readers = rules.matching(ctx, "read", row.resource_type)
+    if readers and readers[0].unconditional and not any(rule.property_filters for rule in readers):
+        return  # the caller reads every resource of the type in clear: nothing to decide
+    try:
+        rule = rules.decide(ctx, "read", row.resource_type, row.pk, lambda: current)
+    except FhirError:
+        rule = None
+    if rule is None:
         raise error(
             403,
             "forbidden",
-            f"Your rules do not allow {operation} of this {stored.resource_type}: the result would be "
-            "outside what you may write",
+            f"Your rules do not let you read {row.resource_type}/{row.fhir_id}, and a patch reads what it "
+            "changes",
+        )
+    filtered = [f.steps for f in rule.property_filters if f.applies_to(row.resource_type)]
+    if not filtered:
+        return
+    if isinstance(patch, dict):
+        touched = "a FHIRPath Patch"
+    else:
+        touched = touches_filtered(patch, [*filtered, ("text",)])
+    if touched:
+        raise error(
+            403,
+            "forbidden",
+            f"Your read of {row.resource_type} is redacted; a patch may not read or change what is "
+            f"redacted ({touched})",
         )

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from django.conf import settings
 from django.db import transaction
 
+from authz import grants
 from authz.context import AccessContext
 from authz.rules import authorize
 
@@ -155,7 +156,26 @@ def _entry_error(entry_index: int, exc: FhirError) -> FhirError:
 def _transaction(ctx: AccessContext, raw_entries: list) -> list[EntryResult]:
     entries = [_parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
     _refuse_duplicates(entries)
+    written_types = {e.resource_type for e in entries if e.method not in ("GET", "HEAD")}
     results: dict[int, EntryResult] = {}
+    # The whole transaction is judged against the caller's grants as they were before it started:
+    # no entry, and no combination of entries, may widen the caller's own access (authz/grants.py).
+    try:
+        with grants.write_guard(ctx, written_types):
+            _run_transaction(ctx, entries, results)
+    except grants.WideningRefused as exc:
+        index = next(
+            (i for i, r in results.items() if r.stored is not None and _key(r.stored) == exc.key), None
+        )
+        raise (exc if index is None else _entry_error(index, exc)) from None
+    return [results[i] for i in range(len(entries))]
+
+
+def _key(stored: Stored) -> tuple[str, str]:
+    return (stored.resource_type, stored.fhir_id)
+
+
+def _run_transaction(ctx: AccessContext, entries: list[Entry], results: dict[int, EntryResult]) -> None:
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
     for entry in ordered:
         if entry.method == "DELETE":
@@ -169,7 +189,6 @@ def _transaction(ctx: AccessContext, raw_entries: list) -> list[EntryResult]:
     for entry in ordered:
         if entry.index not in results:
             results[entry.index] = _run(ctx, entry)
-    return [results[i] for i in range(len(entries))]
 
 
 def _create_all(ctx: AccessContext, entries: list[Entry]) -> dict[int, EntryResult]:

@@ -13,8 +13,9 @@ version of a live resource is decided as usual.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
+from collections.abc import Iterator
 
 from django.db import connection, transaction
 
@@ -49,16 +50,26 @@ def decide_version(
         note_rule(ctx, allowed[0].name, allowed[0].property_filters)
         return allowed[0]
     parsed = fhirjson.loads(body)
-    # Lookups memoised while the version stands in for the current state (the caller's patients,
-    # organisations...) must not outlive it: the decision runs on a context of its own.
+    with standing_in(ctx, resource_type, fhir_id, pk, body, parsed) as scratch:
+        rule = rules.decide(scratch, operation, resource_type, pk, lambda: parsed)
+    if rule is not None:
+        note_rule(ctx, rule.name, rule.property_filters)
+    return rule
+
+
+@contextlib.contextmanager
+def standing_in(
+    ctx: AccessContext, resource_type: str, fhir_id: str, pk: int, body: str, parsed: dict
+) -> Iterator[AccessContext]:
+    """Inside the block the resource row holds `body` as its live, current content (with its index
+    rows), and everything the block wrote is rolled back when it ends. Yields a context of its own:
+    lookups memoised while the version stands in for the current state (the caller's patients,
+    organisations...) must not outlive it."""
     scratch = dataclasses.replace(ctx, cache={k: v for k, v in ctx.cache.items() if k == ("rules-version",)})
     with transaction.atomic():
         row = Resource(id=pk, resource_type=resource_type, fhir_id=fhir_id, deleted=False, body=body)
         with connection.cursor() as cursor:
             cursor.execute(_RESTORE_SQL, [False, body, pk])
         index_resources([(row, parsed)], fresh=False)
-        rule = rules.decide(scratch, operation, resource_type, pk, functools.partial(lambda b: b, parsed))
+        yield scratch
         transaction.set_rollback(True)
-    if rule is not None:
-        note_rule(ctx, rule.name, rule.property_filters)
-    return rule

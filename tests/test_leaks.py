@@ -1117,10 +1117,11 @@ def test_a_patient_cannot_move_its_observation_to_another(world):
     assert_outcome(reply, {403}, "pa1 moves obs-pa1-bw to pb1")
     after = world.callers[ADMIN].get("Observation/obs-pa1-bw").json
     assert after == world.read_body(ADMIN, "Observation/obs-pa1-bw")
-    # Another patient's Observation is not even there for it.
+    # Another patient's Observation is not there for it: the update is refused as one it may not make
+    # (403, the answer an update that cannot be made gets on any id), never as "not yours".
     taken = observation("pa1", 130, id="obs-pb1-hr")
     assert_outcome(
-        world.callers["pa1"].send("put", "Observation/obs-pb1-hr", taken), {404}, "pa1 takes obs-pb1-hr"
+        world.callers["pa1"].send("put", "Observation/obs-pb1-hr", taken), {403}, "pa1 takes obs-pb1-hr"
     )
     assert world.callers[ADMIN].get("Observation/obs-pb1-hr").json == world.read_body(
         ADMIN, "Observation/obs-pb1-hr"

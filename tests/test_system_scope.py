@@ -29,6 +29,8 @@ ALLOWED = {
     ("authz/rules.py", "access decision on one row"),
     # Validators look up organisations, roles and links to build their narrowing.
     ("authz/validators/lookups.py", "access rule lookup"),
+    # The write guard: whether what a write would newly grant reaches only what it wrote itself.
+    ("authz/grants.py", "write guard: rows the request wrote"),
     # The explain tool shows an Admin what the rules decide; it returns no resource.
     ("authz/explain.py", "explain"),
     # An external subject signing in for the first time, when the issuer allows auto-create.

@@ -126,7 +126,12 @@ def test_patient_writes_are_checked_before_and_after(world):
     moved = {**for_bob, "id": "ann-pulse"}
     assert ann.put("Observation/ann-pulse", moved).status_code == 403
     assert world.get("Observation/ann-pulse").json_body["subject"]["reference"] == "Patient/ann"
-    assert ann.put("Observation/bob-pulse", {**for_bob, "id": "bob-pulse"}).status_code == 404
+    # An existing resource the caller may not read answers exactly like an id that does not exist.
+    hidden = ann.put("Observation/bob-pulse", {**for_bob, "id": "bob-pulse"})
+    missing = ann.put("Observation/no-such-pulse", {**for_bob, "id": "no-such-pulse"})
+    assert hidden.status_code == missing.status_code == 403
+    diagnostics = [r.json_body["issue"][0]["diagnostics"] for r in (hidden, missing)]
+    assert diagnostics[0] == diagnostics[1]
     own = {**for_bob, "subject": {"reference": "Patient/ann"}}
     assert ann.post("Observation", own).status_code == 201
 

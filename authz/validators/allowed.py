@@ -3,7 +3,8 @@
 They need no identity and no lookup: `Allowed` narrows to everything (an empty Q), `Forbidden` to
 nothing (a Q no row matches), so either can stand in a rule chain or inside AnyOf/AllOf. Access
 control in FHIR is left to the server (https://hl7.org/fhir/R4/security.html); these are the two
-constant answers of this server's rule engine.
+constant answers of this server's rule engine. For writes, `Allowed` lets the caller place data in
+every Patient compartment and rests on nothing that a write could change; `Forbidden` allows no write.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class Allowed(Validator):
 
     def depends_only_on_identity(self, ctx: AccessContext) -> bool:
         return True
+
+    def patient_writes(self, ctx: AccessContext) -> Q | None:
+        return None  # every compartment of the types the rule covers
 
 
 class Forbidden(Validator):

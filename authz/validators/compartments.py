@@ -9,6 +9,12 @@
 - `PractitionerCompartment`, `RelatedPersonCompartment`, `DeviceCompartment` grant the caller's own
   compartment of that type, when the caller is of that type; nothing otherwise.
 
+Writes: `PatientCompartment` lets the caller place data in its patients' compartments, and its grants
+rest on who those patients are (changed by writes of Patient and RelatedPerson). The own-compartment
+validators let the caller write into no Patient compartment, and rest on nothing but the caller's
+identity (a resource enters the caller's compartment by its own references, so only the written
+resource itself can join it).
+
 A compartment holds the resources its definition names (membership rows written at index time)
 and the focus resource itself, as in a compartment search (resources/search/compartment.py).
 """
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 from django.db.models import Q
 
 from . import lookups
-from .base import NOTHING, Validator
+from .base import NOTHING, Validator, patient_ids_condition
 
 if TYPE_CHECKING:
     from authz.context import AccessContext
@@ -44,6 +50,22 @@ class PatientCompartment(Validator):
         if isinstance(patients, list) and not patients:
             return NOTHING
         return lookups.in_compartment("Patient", patients, resource_type)
+
+    def grant_basis(self, ctx: AccessContext) -> frozenset[tuple[str, str]]:
+        return lookups.items("patient", lookups.id_set(lookups.caller_patients(ctx)))
+
+    def basis_types(self, ctx: AccessContext) -> frozenset[str]:
+        # Patient.link and RelatedPerson.patient decide who the caller's patients are.
+        return frozenset({"Patient", "RelatedPerson"})
+
+    def patient_writes(self, ctx: AccessContext) -> Q | None:
+        return patient_ids_condition(lookups.caller_patients(ctx))
+
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        if ctx.identity_type == "Patient":
+            return ()  # a subquery on the identity (not built here: building it costs more than a query)
+        patients = lookups.caller_patients(ctx)
+        return tuple(patients) if isinstance(patients, list) else ()
 
 
 class _OwnCompartment(Validator):

@@ -19,6 +19,10 @@ check, so AnyOf accepts only parts it can combine exactly:
 Anything else (FhirPath with a search, or an AllOf containing FhirPath, next to other parts) is
 refused at load time; write two rules instead, since rules are ORed by the chain itself.
 
+Writes: both rest on the union of their parts' grant bases. The Patient compartments they let a
+caller write into are the union of the parts' (AnyOf) or their intersection (AllOf, where a part
+with no limit of its own, such as FhirPath, leaves the others' limit).
+
 Neither combination is in FHIR; the parts cite their own sources.
 """
 
@@ -50,6 +54,22 @@ class _Composite(Validator):
     def params(self) -> list:  # type: ignore[override] - the YAML form is a list
         return [part.as_yaml() for part in self.parts]
 
+    def grant_basis(self, ctx: AccessContext) -> frozenset[tuple[str, str]]:
+        out: frozenset[tuple[str, str]] = frozenset()
+        for part in self.parts:
+            out |= part.grant_basis(ctx)
+        return out
+
+    def basis_types(self, ctx: AccessContext) -> frozenset[str]:
+        out: frozenset[str] = frozenset()
+        for part in self.parts:
+            out |= part.basis_types(ctx)
+        return out
+
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        keys = tuple(part.patient_writes_key(ctx) for part in self.parts)
+        return None if any(key is None for key in keys) else keys
+
     def validate_types(self, resource_types: Iterable[str] | None) -> None:
         """Pass the rule's types on to the parts that need them (FhirPath searches)."""
         for part in self.parts:
@@ -77,6 +97,16 @@ class AllOf(_Composite):
         if not self.checks_body:
             return None
         return all(part.check(ctx, resource) is True for part in self.parts if part.checks_body)
+
+    def patient_writes(self, ctx: AccessContext) -> Q | None:
+        # Every part must allow the compartment; a part with no limit of its own (None) adds none.
+        conditions = [q for q in (part.patient_writes(ctx) for part in self.parts) if q is not None]
+        if not conditions:
+            return None
+        combined = conditions[0]
+        for condition in conditions[1:]:
+            combined &= condition
+        return combined
 
 
 class AnyOf(_Composite):
@@ -113,3 +143,12 @@ class AnyOf(_Composite):
         if not self.checks_body:
             return None
         return any(part.check(ctx, resource) is True for part in self.parts)
+
+    def patient_writes(self, ctx: AccessContext) -> Q | None:
+        conditions = [part.patient_writes(ctx) for part in self.parts]
+        if any(q is None for q in conditions):
+            return None
+        combined = conditions[0]
+        for condition in conditions[1:]:
+            combined |= condition
+        return combined

@@ -24,10 +24,20 @@ syntax errors silently, so the grammar is run strictly here) and evaluate on an 
 well-formed query of known search parameters, and, once the loader gives the rule's types
 (`validate_types`), compile for each of them. Asked for "*" (a rule over several types), the
 narrowing is one condition per type: the rule's types when known, else every type the search fits.
+
+Writes: the expression sets no limit of its own on the Patient compartments a written resource may
+enter (it sees the whole resource, so the rule author states the subject there; inside AllOf the
+other parts' limits hold). When the expression or the search mentions `%identity`, the grants rest
+on the caller's identity resource: any change a caller makes to its own identity resource counts as
+a change of its grants and is refused unless the rule allows widening. A `search` whose chains or
+`_has` reach other resources is not followed by the write checks: such a rule can be widened by
+writes to the resources it reaches, so do not give the same role a write rule on them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -210,6 +220,38 @@ class FhirPath(Validator):
             return False
         # Exactly one `true`: `[1]`, `['true']`, `[]` and `[true, true]` all refuse.
         return isinstance(result, list) and len(result) == 1 and result[0] is True
+
+    # --- writes ---
+
+    def patient_writes(self, ctx: AccessContext) -> Q | None:
+        # The expression is the rule author's statement of what may be written (it sees the whole
+        # resource, its subject included); it sets no compartment limit of its own. Inside AllOf the
+        # other parts' limits hold.
+        return None
+
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        return ()  # no limit, whoever asks
+
+    def grant_basis(self, ctx: AccessContext) -> frozenset[tuple[str, str]]:
+        if not self._uses_identity() or not ctx.identity:
+            return frozenset()
+        from authz.identity import identity_resource
+
+        identity = identity_resource(ctx)
+        if identity is None:
+            return frozenset()
+        # Any change to the identity resource may change what the expression grants.
+        content = {k: v for k, v in identity.items() if k not in ("meta", "text")}
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        return frozenset({("identity", digest)})
+
+    def basis_types(self, ctx: AccessContext) -> frozenset[str]:
+        if not self._uses_identity() or not ctx.identity_type:
+            return frozenset()
+        return frozenset({ctx.identity_type})
+
+    def _uses_identity(self) -> bool:
+        return IDENTITY in self.expression or self._mentions_identity()
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"expression": self.expression}

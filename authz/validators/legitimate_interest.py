@@ -15,6 +15,10 @@ For a Patient caller: its own Patient compartment (as PatientCompartment, links 
 managing organisation's Organization row, that organisation's PractitionerRoles and the
 Practitioners holding them (who may be looking after it). `inherit` does not apply to a Patient.
 Any other caller: nothing.
+
+Writes: a Practitioner may place data in its organisations' patients' compartments, a Patient in its
+own. The grants rest on the organisations and patients above, which writes of PractitionerRole,
+Organization and Patient can change.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Q
 
 from . import lookups
-from .base import NOTHING, RuleError, Validator
+from .base import NO_COMPARTMENT, NOTHING, RuleError, Validator, patient_ids_condition
 
 if TYPE_CHECKING:
     from authz.context import AccessContext
@@ -67,5 +71,44 @@ class LegitimateInterest(Validator):
             return lookups.pk_in(pieces)
         return NOTHING
 
+    def grant_basis(self, ctx: AccessContext) -> frozenset[tuple[str, str]]:
+        if ctx.identity_type == "Practitioner":
+            orgs = lookups.organizations(ctx, inherit=self.inherit)
+            if not orgs:
+                return frozenset()
+            patients = lookups.id_set(lookups.managed_patient_ids(orgs))
+            return _staff(orgs) | lookups.items("patient", patients)
+        if ctx.identity_type == "Patient":
+            patients = lookups.id_set(lookups.caller_patients(ctx))
+            orgs = lookups.managing_organizations(ctx)
+            return lookups.items("patient", patients) | (_staff(orgs) if orgs else frozenset())
+        return frozenset()
+
+    def basis_types(self, ctx: AccessContext) -> frozenset[str]:
+        if ctx.identity_type not in ("Practitioner", "Patient"):
+            return frozenset()
+        # Roles name the organisations, partOf builds the hierarchy, managingOrganization (and, for a
+        # Patient caller, Patient.link) names the patients.
+        return frozenset({"PractitionerRole", "Organization", "Patient"})
+
+    def patient_writes(self, ctx: AccessContext) -> Q | None:
+        if ctx.identity_type == "Practitioner":
+            orgs = lookups.organizations(ctx, inherit=self.inherit)
+            return patient_ids_condition(lookups.managed_patient_ids(orgs)) if orgs else NO_COMPARTMENT
+        if ctx.identity_type == "Patient":
+            return patient_ids_condition(lookups.caller_patients(ctx))
+        return NO_COMPARTMENT
+
+    def patient_writes_key(self, ctx: AccessContext) -> tuple | None:
+        if ctx.identity_type == "Practitioner":
+            return (self.inherit, tuple(lookups.organizations(ctx, inherit=self.inherit)))
+        return ()  # a Patient's patients are a subquery on its identity; anyone else: none
+
     def params(self) -> dict[str, Any]:
         return {"inherit": True} if self.inherit else {}
+
+
+def _staff(orgs: list[str]) -> frozenset[tuple[str, str]]:
+    # The organisations and the Practitioners holding roles in them (the directory the rule shows).
+    practitioners = lookups.id_set(lookups.staff_ids(orgs))
+    return lookups.items("organization", orgs) | lookups.items("practitioner", practitioners)

@@ -41,6 +41,11 @@ MAX_ORGANIZATION_LEVELS = 10
 Ids = list[str] | QuerySet
 
 
+def index(model: type) -> QuerySet:
+    """An index or membership table, unrestricted: only for the lookups of access rules themselves."""
+    return model.objects.system("access rule lookup")
+
+
 def resources() -> QuerySet:
     """Current Resource rows, unrestricted: only for the lookups of access rules themselves."""
     return Resource.objects.system("access rule lookup").filter(deleted=False)
@@ -75,7 +80,7 @@ def compartment_pieces(
     compartment). `focus`: the focus rows' pks when the caller already has them as a subquery."""
     pieces: list[QuerySet] = []
     if wants(resource_type, *member_types(compartment_type)):
-        members = CompartmentMembership.objects.filter(
+        members = index(CompartmentMembership).filter(
             compartment_type=compartment_type, compartment_id__in=ids
         )
         if resource_type != ANY_TYPE:
@@ -92,7 +97,7 @@ def compartment_pieces(
 def in_compartment(compartment_type: str, ids: Ids, resource_type: str) -> Q:
     """One row is in a compartment of `ids` (or is one of their focus resources), as a correlated
     EXISTS probing that row's membership: cheap for one row, where the set form builds everything."""
-    members = CompartmentMembership.objects.filter(
+    members = index(CompartmentMembership).filter(
         resource_id=OuterRef("pk"), compartment_type=compartment_type, compartment_id__in=ids
     )
     # Kept as an OR with the focus rows even for other types: an OR'ed EXISTS stays a per-row probe,
@@ -106,9 +111,7 @@ def patient_compartment(ids: Ids, resource_type: str, *, focus: QuerySet | None 
 
 
 def _references(resource_type: str, param: str, target_type: str) -> QuerySet:
-    return ReferenceIndex.objects.system("access rule lookup").filter(
-        resource_type=resource_type, param=param, target_type=target_type
-    )
+    return index(ReferenceIndex).filter(resource_type=resource_type, param=param, target_type=target_type)
 
 
 def _with_links(base: Ids) -> list[str]:
@@ -173,7 +176,7 @@ def active_roles(practitioner_id: str) -> QuerySet:
     without it is taken as in force, one marked false as ended. Booleans are indexed as the token
     code "true"/"false" with no system (resources/indexing/token.py).
     """
-    ended = TokenIndex.objects.filter(resource_type="PractitionerRole", param="active", code="false")
+    ended = index(TokenIndex).filter(resource_type="PractitionerRole", param="active", code="false")
     return (
         _references("PractitionerRole", "practitioner", "Practitioner")
         .filter(target_id=practitioner_id)
@@ -292,3 +295,35 @@ def practitioner_targets(ctx: AccessContext) -> Q:
     if orgs:
         targets |= Q(target_type="Organization", target_id__in=orgs)
     return targets
+
+
+# --- grant bases (write checks: authz/grants.py) ---------------------------------------------------
+
+
+def id_set(ids: Ids) -> set[str]:
+    """`ids` evaluated now: a list as it is, a one-column subquery (values or values_list) run."""
+    if isinstance(ids, list):
+        return set(ids)
+    return {next(iter(row.values())) if isinstance(row, dict) else row for row in ids}
+
+
+def managed_patient_ids(orgs: list[str]) -> QuerySet:
+    """FHIR ids of the existing Patients whose managingOrganization is one of `orgs` (a subquery)."""
+    return resources().filter(resource_type="Patient", pk__in=managed_patients(orgs)).values("fhir_id")
+
+
+def items(kind: str, ids: Iterable[str]) -> frozenset[tuple[str, str]]:
+    return frozenset((kind, one) for one in ids)
+
+
+def staff_ids(orgs: list[str]) -> QuerySet:
+    """FHIR ids of the existing Practitioners holding a PractitionerRole (active or not) in `orgs`."""
+    roles = _references("PractitionerRole", "organization", "Organization").filter(target_id__in=orgs)
+    holders = _references("PractitionerRole", "practitioner", "Practitioner").filter(
+        resource_id__in=roles.values("resource_id")
+    )
+    return (
+        resources()
+        .filter(resource_type="Practitioner", fhir_id__in=holders.values("target_id"))
+        .values("fhir_id")
+    )
