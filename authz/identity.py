@@ -151,30 +151,18 @@ def _single(candidates: list[str], how: str) -> str:
 
 
 def _by_identifier(system: str, value: str) -> list[str]:
-    rows = (
-        TokenIndex.objects.system("identity by identifier")
-        .filter(
-            resource_type__in=IDENTITY_TYPES,
-            param="identifier",
-            system=system,
-            code=value,
-            resource__deleted=False,
-        )
-        .values_list("resource_type", "resource__fhir_id")
-    )
-    return [f"{t}/{i}" for t, i in rows]
+    return _identities("identifier", system=system, code=value)
 
 
 def _by_email(email: str) -> list[str]:
-    variants = {email, email.lower()}
+    return _identities("email", code__in={email, email.lower()})
+
+
+def _identities(param: str, **token) -> list[str]:
+    """The live identity resources ('Type/id') whose `param` token matches."""
     rows = (
-        TokenIndex.objects.system("identity by email")
-        .filter(
-            resource_type__in=IDENTITY_TYPES,
-            param="email",
-            code__in=variants,
-            resource__deleted=False,
-        )
+        TokenIndex.objects.system("identity by token")
+        .filter(resource_type__in=IDENTITY_TYPES, param=param, resource__deleted=False, **token)
         .values_list("resource_type", "resource__fhir_id")
     )
     return [f"{t}/{i}" for t, i in rows]

@@ -76,6 +76,13 @@ def live_admin_headers(live):
 
 @pytest.fixture(scope="session")
 def live():
+    yield from serve(lambda port: ["gunicorn", "fhirplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"])
+
+
+def serve(command):
+    """A server process under the production settings on a fresh database (PostgreSQL when the
+    suite runs on it, else SQLite), migrated; `command(port)` is the module and arguments run with
+    `python -m`. Yields a LiveServer once the server answers; stops it and drops the database after."""
     database_url, drop = _postgres_database()
     workdir = tempfile.TemporaryDirectory()
     if database_url is None:
@@ -86,6 +93,7 @@ def live():
         "DJANGO_SETTINGS_MODULE": "fhirplatform.settings.production",
         "SECRET_KEY": "live-test-" + uuid.uuid4().hex,
         "OIDC_RSA_PRIVATE_KEY_FILE": str(Path(workdir.name) / "oidc-key.pem"),
+        "FHIR_AUDIT_KEY_FILE": str(Path(workdir.name) / "audit.key"),
         "FHIR_PSEUDONYM_KEY_FILE": str(Path(workdir.name) / "pseudonym.key"),
         # Production settings over plain HTTP on 127.0.0.1 (no HTTPS redirect, secure cookies, HSTS).
         "FHIR_INSECURE_HTTP": "true",
@@ -96,11 +104,7 @@ def live():
     port = _free_port()
     log = open(Path(workdir.name) / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "fhirplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        [sys.executable, "-m", *command(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}/fhir"
     try:

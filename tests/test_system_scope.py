@@ -36,8 +36,7 @@ ALLOWED = {
     # An external subject signing in for the first time, when the issuer allows auto-create.
     ("authz/identity.py", "auto-create identity"),
     # Signing in: the identity resources whose identifier or verified email names the subject.
-    ("authz/identity.py", "identity by identifier"),
-    ("authz/identity.py", "identity by email"),
+    ("authz/identity.py", "identity by token"),
     # History lists versions, each decided on its own content by the caller's rules.
     ("resources/selectors.py", "history versions, each decided below"),
     # Operator commands.

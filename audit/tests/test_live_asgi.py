@@ -5,70 +5,21 @@ a row deleted behind the application's back, in the middle or at the end, is fou
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import ROOT, LiveServer, _free_port, _postgres_database
+from tests.conftest import LiveServer, serve
 
 pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
 def asgi():
-    database_url, drop = _postgres_database()
-    workdir = tempfile.TemporaryDirectory()
-    if database_url is None:
-        database_url = f"sqlite:///{workdir.name}/live.sqlite3"
-    env = {
-        **__import__("os").environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "fhirplatform.settings.production",
-        "SECRET_KEY": "live-test-" + uuid.uuid4().hex,
-        "OIDC_RSA_PRIVATE_KEY_FILE": str(Path(workdir.name) / "oidc-key.pem"),
-        "FHIR_AUDIT_KEY_FILE": str(Path(workdir.name) / "audit.key"),
-        "FHIR_PSEUDONYM_KEY_FILE": str(Path(workdir.name) / "pseudonym.key"),
-        "FHIR_INSECURE_HTTP": "true",  # plain http on the loopback, no TLS proxy in front
-    }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
+    yield from serve(
+        lambda port: ["daphne", "-b", "127.0.0.1", "-p", str(port), "fhirplatform.asgi:application"]
     )
-    port = _free_port()
-    log = open(Path(workdir.name) / "server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fhirplatform.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/fhir"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/metadata", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(Path(log.name).read_text()) from None
-                time.sleep(0.2)
-        yield LiveServer(base, env)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
-        if drop:
-            drop()
-        workdir.cleanup()
 
 
 def _sql(live: LiveServer, statement: str) -> None:
