@@ -410,22 +410,13 @@ def _checkpoint(conn, chain: str, seq: int, digest: str, moment) -> None:
 
 
 def _rules_version(ctx: AccessContext) -> int | None:
-    """The version of the rule set that decided the request: authentication learnt it with the
-    token (API tokens); otherwise it is the version of the rules the request consulted, if the
-    rule set has not been reloaded since. None when no rule was consulted or it cannot be told."""
-    cache = ctx.cache
-    if ("rules-version",) in cache:
-        known = cache[("rules-version",)]
-        return 0 if known is None else int(known)
-    consulted = cache.get(("rules",))
-    if consulted is None:
+    """The version of the rule set that decided the request (authz.rules notes it on the context
+    when the request first consults the rules; API tokens learn it at authentication). 0: the
+    built-in default rules; None when no rule was consulted."""
+    if ("rules-version",) not in ctx.cache:
         return None
-    from authz import rules as authz_rules
-
-    loaded = authz_rules._cache
-    if loaded is not None and loaded[1] is consulted:
-        return 0 if loaded[0] is None else int(loaded[0])
-    return None
+    known = ctx.cache[("rules-version",)]
+    return 0 if known is None else int(known)
 
 
 _COLUMNS = (*HASHED, "prev_hash", "hash")

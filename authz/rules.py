@@ -136,14 +136,19 @@ _UNKNOWN = object()
 _cache: tuple[int | None, tuple[CompiledRule, ...]] | None = None
 
 
+def rules_version() -> int | None:
+    """The version of the rule set in force (None: no version row, the default rules)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {VERSION_SUBQUERY}")
+        return cursor.fetchone()[0]
+
+
 def current_rules(version: object = _UNKNOWN) -> tuple[CompiledRule, ...]:
     """The rule chain in force; reloaded when another process changed it. `version`: the rule set
     version when the caller already read it (None: no version row, the default rules)."""
     global _cache
     if version is _UNKNOWN:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {VERSION_SUBQUERY}")
-            version = cursor.fetchone()[0]
+        version = rules_version()
     if _cache is not None and _cache[0] == version:
         return _cache[1]
     from . import ruleset
@@ -160,7 +165,13 @@ def forget_rules() -> None:
 
 
 def _rules(ctx: AccessContext) -> tuple[CompiledRule, ...]:
-    return ctx.memo(("rules",), lambda: current_rules(ctx.cache.get(("rules-version",), _UNKNOWN)))
+    def load() -> tuple[CompiledRule, ...]:
+        # The version decides the request; the audit row records it (API tokens learnt it already).
+        if ("rules-version",) not in ctx.cache:
+            ctx.cache[("rules-version",)] = rules_version()
+        return current_rules(ctx.cache[("rules-version",)])
+
+    return ctx.memo(("rules",), load)
 
 
 def _identity_passes(ctx: AccessContext, rule: CompiledRule) -> bool:
