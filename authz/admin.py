@@ -10,9 +10,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
-from . import issuers, tokens
+from interactions import console
+
+from . import issuers
+from .context import AccessContext
 from .models import ApiToken, ClientRole, IdentityLink, TrustedIssuer
 
 
@@ -85,16 +87,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        token, secret = tokens.mint(
+        minted = console.issue_token(
+            _operator(request, "mint API token"),
             role=form.cleaned_data["role"],
             identity=form.cleaned_data.get("identity") or "",
             kind=form.cleaned_data["kind"],
             ttl=form.cleaned_data.get("ttl"),
             label=form.cleaned_data.get("label") or "",
-            created_by=f"console:{request.user.get_username()}",
         )
-        obj.pk = token.pk
-        request._minted_secret = secret
+        obj.pk = minted.token.pk
+        request._minted_secret = minted.secret
 
     def response_add(self, request, obj, post_url_continue=None):
         context = {
@@ -110,8 +112,21 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
-        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+        live = list(queryset.filter(revoked__isnull=True).values_list("pk", flat=True))
+        for pk in live:
+            console.revoke_token(_operator(request, "revoke API token"), token=str(pk))
+        self.message_user(request, f"Revoked {len(live)} token(s).", messages.SUCCESS)
+
+
+def _operator(request, action: str) -> AccessContext:
+    """The console user as the operator of an action that goes through the interaction layer."""
+    return console.operator(
+        request.user.get_username(),
+        transport=console.CONSOLE,
+        action=action,
+        client_ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.headers.get("User-Agent", ""),
+    )
 
 
 @admin.register(IdentityLink)

@@ -22,6 +22,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import export
+from interactions import console
 
 
 class _Out:
@@ -94,9 +95,20 @@ class Command(BaseCommand):
             raise CommandError("--since must be before --until", returncode=2)
         output = options["output"]
         started = time.perf_counter()
+        ctx = console.operator("command line", transport="command", action=f"audit_export --format {fmt}")
+        count = console.export_audit(
+            ctx, write=lambda exporter: self._write(exporter, output, fmt, selection)
+        )
+        elapsed = time.perf_counter() - started
+        rate = count / elapsed if elapsed > 0 else 0.0
+        self.stderr.write(
+            f"{count} rows exported in {elapsed:.2f} s ({rate:,.0f} rows/s)", style_func=lambda text: text
+        )
+
+    def _write(self, exporter, output: str | None, fmt: str, selection: dict) -> int:
         if output is None:
             try:
-                count = export.export(_Out(self.stdout), fmt, **selection)
+                return exporter(_Out(self.stdout), fmt, **selection)
             except BrokenPipeError as exc:
                 # The reader went away (`| head`): stop quietly, and keep Python from complaining
                 # again when it flushes standard output at exit.
@@ -104,15 +116,9 @@ class Command(BaseCommand):
                 raise CommandError(
                     "Standard output was closed before the export finished", returncode=1
                 ) from exc
-        else:
-            count = self._to_file(Path(output), fmt, selection)
-        elapsed = time.perf_counter() - started
-        rate = count / elapsed if elapsed > 0 else 0.0
-        self.stderr.write(
-            f"{count} rows exported in {elapsed:.2f} s ({rate:,.0f} rows/s)", style_func=lambda text: text
-        )
+        return self._to_file(exporter, Path(output), fmt, selection)
 
-    def _to_file(self, path: Path, fmt: str, selection: dict) -> int:
+    def _to_file(self, exporter, path: Path, fmt: str, selection: dict) -> int:
         if path.is_dir():
             raise CommandError(f"Cannot write {path}: it is a directory", returncode=2)
         directory = path.parent if str(path.parent) else Path(".")
@@ -124,7 +130,7 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot write {path}: {exc.strerror or exc}", returncode=2) from exc
         try:
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-                count = export.export(out, fmt, **selection)
+                count = exporter(out, fmt, **selection)
             os.chmod(temporary, 0o640)  # mkstemp makes it 0600; an audit extract is not for everyone
             os.replace(temporary, path)
         except BaseException as exc:

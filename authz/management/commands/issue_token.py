@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from authz import tokens
 from authz.models import ApiToken
+from interactions import console
+from resources.outcomes import FhirError
 
 
 class Command(BaseCommand):
@@ -39,17 +40,19 @@ class Command(BaseCommand):
         parser.add_argument("--label", default="", help="A note shown in the console and the audit log.")
 
     def handle(self, *args, **options):
+        ctx = console.operator("command line", transport="command", action="issue_token")
         try:
-            token, secret = tokens.mint(
+            minted = console.issue_token(
+                ctx,
                 role=options["role"],
                 identity=options["identity"],
                 kind=ApiToken.ONE_TIME if options["one_time"] else ApiToken.DURABLE,
                 ttl=options["ttl"],
                 label=options["label"],
-                created_by="command line",
             )
-        except tokens.TokenError as exc:
-            raise CommandError(str(exc), returncode=2) from exc
+        except FhirError as exc:
+            raise CommandError(exc.issues[0].diagnostics, returncode=2) from exc
+        token, secret = minted.token, minted.secret
         self.stdout.write(secret)
         self.stderr.write(
             f"token id {token.pk}, role {token.role}"

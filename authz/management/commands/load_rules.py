@@ -12,6 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from authz import ruleset
 from authz.validators.base import RuleError
+from interactions import console
+from resources.outcomes import FhirError
 
 
 class Command(BaseCommand):
@@ -29,8 +31,17 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {source}: {exc}", returncode=2) from exc
         try:
             raw = ruleset.parse_yaml(text)
-            compiled = ruleset.compile_all(raw) if options["check"] else ruleset.replace_rules(raw)
+            if options["check"]:
+                compiled = ruleset.compile_all(raw)
+            else:
+                ctx = console.operator("load_rules", transport="command", action=f"load_rules {source}")
+                compiled = console.replace_rules(ctx, rules=raw)
         except RuleError as exc:
             raise CommandError(f"{source}: {exc}. The rules in force are unchanged.", returncode=2) from exc
+        except FhirError as exc:
+            reason = exc.issues[0].diagnostics
+            raise CommandError(
+                f"{source}: {reason}. The rules in force are unchanged.", returncode=2
+            ) from exc
         verb = "are valid" if options["check"] else "loaded"
         self.stdout.write(f"{len(compiled)} rule(s) {verb}.")

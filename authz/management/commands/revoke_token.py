@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from authz import tokens
+from interactions import console
+from resources.outcomes import FhirError
 
 
 class Command(BaseCommand):
@@ -17,8 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("token", help="The token (fpt_...) or its numeric id.")
 
     def handle(self, *args, **options):
+        ctx = console.operator("command line", transport="command", action="revoke_token")
         try:
-            token = tokens.revoke(options["token"])
-        except tokens.TokenError as exc:
-            raise CommandError(str(exc), returncode=2) from exc
+            token = console.revoke_token(ctx, token=options["token"])
+        except FhirError as exc:
+            raise CommandError(exc.issues[0].diagnostics, returncode=2) from exc
         self.stdout.write(f"Revoked token {token.pk} ({token.hint}…, role {token.role}).")
