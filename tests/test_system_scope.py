@@ -106,3 +106,17 @@ def test_unscoped_content_queries_fail_closed(model):
     assert model.objects.system("test").count() == 0
     inner = model.objects.filter(resource_type="Patient").values("resource_id")
     assert Resource.objects.system("test").filter(pk__in=inner).count() == 0
+
+
+def test_only_the_interaction_layer_writes_audit_rows():
+    """audit.services.record is called from interactions/door.py and nowhere else in the project's
+    code: every transport's calls are audited by the door, never by an adapter of its own."""
+    callers = set()
+    for path in ROOT.rglob("*.py"):
+        relative = path.relative_to(ROOT)
+        if any(part in _SKIP for part in relative.parts) or relative.name.startswith("test_"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        if re.search(r"\b(audit|services)\.record\(|from audit\.services import[^\n]*\brecord\b", text):
+            callers.add(relative.as_posix())
+    assert callers == {"interactions/door.py"}
