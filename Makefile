@@ -26,7 +26,7 @@ run: demo
 	@echo "FHIR base: http://$(HOST):$(PORT)/fhir   (try: curl http://$(HOST):$(PORT)/fhir/metadata)"
 	@echo "Every call but /fhir/metadata needs a token; an operator's: $(PY) manage.py issue_token --role Admin"
 	@echo
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	$(PY) manage.py runserver --insecure $(HOST):$(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -312,6 +312,32 @@ def _apply(resource: dict, filters: tuple[PropertyFilter, ...]) -> tuple[dict, b
     return out, out is not resource
 
 
+def redacted_parts(resource: dict, filters: Iterable[PropertyFilter]) -> list:
+    """What the filters hide of `resource`, as stored: the values at each filtered element (in the
+    filters' order, by position in repeating elements) and the narrative, which any filter removes.
+    Two versions with equal parts differ only in what a reader under these filters sees."""
+    resource_type = resource.get("resourceType")
+    plan = _plan(resource_type, tuple(filters)) if isinstance(resource_type, str) else ()
+    found: list = [
+        _collect(resource, keys) for _action, _element, branches in plan for keys, _leaf in branches
+    ]
+    if plan:
+        found.append(resource.get("text"))
+    return found
+
+
+def _collect(node: dict, keys: Path) -> object:
+    key = keys[0]
+    if len(keys) == 1:
+        return [node.get(key), node.get("_" + key)]
+    child = node.get(key)
+    if isinstance(child, dict):
+        return _collect(child, keys[1:])
+    if isinstance(child, list):
+        return [_collect(item, keys[1:]) if isinstance(item, dict) else None for item in child]
+    return None
+
+
 def _walk(node: dict, keys: Path, action: str, leaf: str, element: str) -> dict | None:
     """`node` with the action done at `keys` below it, as a new dict; None when nothing changed.
     An object or array the action leaves empty is deleted (FHIR JSON has no empty ones)."""

@@ -54,6 +54,17 @@ def check_search_size(params: Iterable[tuple[str, str]]) -> None:
             TOO_COSTLY,
             f"The search has {len(params)} parameters; at most {most} are accepted (FHIR_MAX_SEARCH_PARAMS)",
         )
+    widest = max(((value.count(",") + 1, name) for name, value in params), default=(0, ""))
+    most_in_one = getattr(settings, "FHIR_MAX_PARAM_VALUES", 200)
+    if widest[0] > most_in_one:
+        # One parameter's values are one OR in SQL; SQLite refuses an expression much deeper.
+        raise error(
+            400,
+            TOO_COSTLY,
+            f"Parameter '{widest[1]}' has {widest[0]} values; at most {most_in_one} are accepted "
+            "(FHIR_MAX_PARAM_VALUES)",
+            expression=(widest[1],),
+        )
     values = sum(value.count(",") + 1 for _, value in params)
     most_values = getattr(settings, "FHIR_MAX_SEARCH_VALUES", 1000)
     if values > most_values:
@@ -81,6 +92,8 @@ def refusal(exc: BaseException, request: HttpRequest | None = None) -> FhirError
             TOO_COSTLY,
             f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} parameters",
         )
+    if isinstance(exc, OperationalError) and _too_large(exc):
+        return error(400, TOO_COSTLY, "The request is too large for the database to evaluate: ask for less")
     if isinstance(exc, OperationalError) and _cancelled(exc):
         return error(
             503,
@@ -89,6 +102,16 @@ def refusal(exc: BaseException, request: HttpRequest | None = None) -> FhirError
             "(FHIR_STATEMENT_TIMEOUT_MS): narrow the search or ask for fewer results",
         )
     return None
+
+
+# What the databases say of a statement too big to plan (SQLite's expression depth and variable
+# limits, PostgreSQL's stack depth): the request asked for too much, it is not a server fault.
+_TOO_LARGE = ("expression tree is too large", "too many sql variables", "stack depth limit exceeded")
+
+
+def _too_large(exc: OperationalError) -> bool:
+    text = str(exc.__cause__ or exc).lower()
+    return any(marker in text for marker in _TOO_LARGE)
 
 
 def _cancelled(exc: OperationalError) -> bool:

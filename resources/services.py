@@ -308,9 +308,10 @@ def resource_update(
         _may_change(ctx, "update", row, as_missing)
         _check_version(expected, row)
         status = 201 if row.deleted else 200
+        before = None if row.deleted else row.body
         row.version += 1
         stored = _store(row, checked, method="PUT")
-        may_result(ctx, "update", stored, checked)
+        may_result(ctx, "update", stored, checked, before=before)
     return _written(ctx, WriteResult(stored, status))
 
 
@@ -369,7 +370,7 @@ def resource_patch(
         checked = checked_body(resource_type, patched)
         row.version += 1
         stored = _store(row, checked, method="PATCH")
-        may_result(ctx, "patch", stored, checked)
+        may_result(ctx, "patch", stored, checked, before=current)
     return _written(ctx, WriteResult(stored, 200))
 
 
@@ -513,19 +514,52 @@ def _decide_last_version(
     return rule, readable
 
 
-def may_result(ctx: AccessContext, operation: str, stored: Stored, body: dict) -> CompiledRule | None:
+def may_result(
+    ctx: AccessContext, operation: str, stored: Stored, body: dict, *, before: str | dict | None = None
+) -> CompiledRule | None:
     """After a write, before commit: the new state must still be within what the caller may
     `operation` (a Patient cannot create an Observation for another patient or move one out of its
     compartment), and it must not enter a Patient compartment no rule covering the write lets the
-    caller write into (an Observation about another patient with the caller as performer). Returns
-    the rule that authorises the result; raising rolls the write back."""
+    caller write into (an Observation about another patient with the caller as performer); nor may
+    it set or change what the caller's read of it redacts (`before`: the state it replaced, text or
+    dict; None for a new resource). Returns the rule that authorises the result; raising rolls the
+    write back."""
     if ctx.role == SYSTEM:
         return None
     rule = rules.decide(ctx, operation, stored.resource_type, stored.pk, lambda: body)
     if rule is None or grants.outside_patient_compartments(ctx, operation, stored.resource_type, stored.pk):
         raise grants.refusal(operation, stored.resource_type)
+    _keeps_redactions(ctx, stored, body, before)
     grants.wrote(ctx, operation, stored.resource_type, stored.fhir_id, stored.pk, rule)
     return rule
+
+
+def _keeps_redactions(ctx: AccessContext, stored: Stored, body: dict, before: str | dict | None) -> None:
+    """A caller whose read of the result is redacted may not write the redacted elements: it cannot
+    see them, so a full update would silently erase or falsify them (its copy holds the redacted
+    view), and writing a guess and reading back its pseudonym would undo the pseudonymisation."""
+    readers = rules.matching(ctx, "read", stored.resource_type)
+    if not any(rule.property_filters for rule in readers):
+        return
+    try:
+        reader = rules.decide(ctx, "read", stored.resource_type, stored.pk, lambda: body)
+    except FhirError:
+        return  # it cannot read the result at all: nothing it writes comes back to it
+    if reader is None or not reader.property_filters:
+        return
+    from authz.filters import redacted_parts
+
+    previous = fhirjson.loads(before) if isinstance(before, str) else before
+    empty = {"resourceType": stored.resource_type}
+    if redacted_parts(previous or empty, reader.property_filters) != redacted_parts(
+        body, reader.property_filters
+    ):
+        raise error(
+            403,
+            "forbidden",
+            f"Your read of {stored.resource_type} is redacted: a write may not set, change or remove "
+            "the elements it hides (use PATCH for the others)",
+        )
 
 
 def _refuse_redacted_patch(ctx: AccessContext, row: Resource, current: dict, patch: object) -> None:

@@ -9,6 +9,8 @@ set aside, and absent (404) when it is not.
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +36,7 @@ rules:
   - name: research
     role: Researcher
     resource: [Patient, Observation, Condition]
-    operation: [read, vread, search, history, create, update]
+    operation: [read, vread, search, history, create, update, patch]
     validator: Allowed
     property-filters:
       - {path: Patient.name, action: remove}
@@ -208,29 +210,45 @@ def test_a_transaction_ifnoneexist_needs_create(world):
 
 def test_write_answers_are_redacted_like_reads(world):
     researcher = _as(world, "Researcher")
-    created = researcher.post(
-        "Patient", {"resourceType": "Patient", **_patient("x", "Zed", "MRN-Z", "org-a")}
+    patched = researcher.patch(
+        "Patient/ann",
+        [{"op": "add", "path": "/active", "value": True}],
+        content_type="application/json-patch+json",
+        headers={"Prefer": "return=representation"},
     )
-    assert created.status_code == 201
-    assert "Zed" not in created.content.decode() and "MRN-Z" not in created.content.decode()
-    new_id = created.json_body["id"]
-    updated = researcher.put(
-        f"Patient/{new_id}",
-        {"resourceType": "Patient", "id": new_id, **_patient("x", "Zed", "MRN-Z", "org-a")},
-    )
-    assert updated.status_code == 200 and "Zed" not in updated.content.decode()
+    assert patched.status_code == 200, patched.content
+    assert patched.json_body["active"] is True
+    for secret in SECRETS[:1] + ("MRN-A", "1970-05-06"):
+        assert secret not in patched.content.decode(), secret
+    patch = base64.b64encode(b'[{"op": "add", "path": "/gender", "value": "female"}]').decode()
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             {
-                "resource": {"resourceType": "Patient", **_patient("y", "Yarrow", "MRN-Y", "org-a")},
-                "request": {"method": "POST", "url": "Patient"},
+                "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch},
+                "request": {"method": "PATCH", "url": "Patient/ann"},
             }
         ],
-    }
+    }  # fmt: skip
     reply = researcher.post("", bundle, headers={"Prefer": "return=representation"})
-    assert reply.status_code == 200 and "Yarrow" not in reply.content.decode()
+    assert reply.status_code == 200, reply.content
+    assert "Andersson" not in reply.content.decode() and "female" in reply.content.decode()
+
+
+def test_a_redacted_reader_may_not_write_what_it_cannot_see(world):
+    """An outside attack: a role reading Patients with identifiers pseudonymised created a Patient with
+    a guessed MRN and read back its pseudonym (a dictionary attack on the pseudonyms); and a PUT of
+    the redacted view it had read erased the name and stored the generalised birth date."""
+    researcher = _as(world, "Researcher")
+    guess = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "MRN-A"}]}
+    assert researcher.post("Patient", guess).status_code == 403
+    seen = researcher.get("Patient/ann").json_body
+    assert researcher.put("Patient/ann", seen).status_code == 403
+    admin = _as(world, "Admin")
+    assert admin.get("Patient/ann").json_body["name"] == [{"family": "Andersson"}]
+    plain = researcher.post("Patient", {"resourceType": "Patient", "gender": "other"})
+    assert plain.status_code == 201  # nothing redacted in it: allowed
 
 
 # --- the oracle, against the interaction layer directly ----------------------------------------------

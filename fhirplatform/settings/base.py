@@ -165,6 +165,7 @@ FHIR_MAX_INCLUDED = _int_setting("FHIR_MAX_INCLUDED", 5000)
 FHIR_STATEMENT_TIMEOUT_MS = _int_setting("FHIR_STATEMENT_TIMEOUT_MS", 30_000, minimum=0)
 FHIR_MAX_SEARCH_PARAMS = _int_setting("FHIR_MAX_SEARCH_PARAMS", 64)
 FHIR_MAX_SEARCH_VALUES = _int_setting("FHIR_MAX_SEARCH_VALUES", 1000)
+FHIR_MAX_PARAM_VALUES = _int_setting("FHIR_MAX_PARAM_VALUES", 200)
 
 # --- Authentication (authz/) ---
 # The OAuth 2.0 / OIDC provider (django-oauth-toolkit) signs ID tokens with an RSA key: give it as

@@ -187,3 +187,14 @@ def test_other_errors_are_not_mistaken_for_limits():
     from django.db import OperationalError
 
     assert limits.refusal(OperationalError("database is locked")) is None
+
+
+def test_many_values_in_one_parameter_are_too_costly_not_a_500(fhir):
+    """An outside attack: 496 comma-separated codes made SQLite refuse the statement (expression tree
+    too large) and the server answered 500."""
+    codes = ",".join(f"x{n}" for n in range(496))
+    response = fhir.get(f"Observation?code={codes}")
+    assert response.status_code == 400, response.content
+    issue = response.json_body["issue"][0]
+    assert issue["code"] == "too-costly" and "code" in issue["diagnostics"]
+    assert fhir.get("Observation?code=" + ",".join(f"x{n}" for n in range(200))).status_code == 200
