@@ -30,8 +30,11 @@ def loads(text: str | bytes) -> object:
         return simplejson.loads(text, use_decimal=True, parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
         raise bad_request(f"Request body is not UTF-8: {exc.reason}", code="structure") from exc
-    except (ValueError, simplejson.JSONDecodeError) as exc:
+    except simplejson.JSONDecodeError as exc:
         raise bad_request(f"Malformed JSON: {exc}", code="structure") from exc
+    except ValueError as exc:
+        # Not the parser's own complaint (a number with thousands of digits...): no internals.
+        raise bad_request("Malformed JSON: a value cannot be read as JSON", code="structure") from exc
     except RecursionError as exc:
         raise bad_request("Malformed JSON: nested too deeply", code="structure") from exc
 

@@ -132,3 +132,14 @@ def test_nul_in_body_is_400(fhir):
     assert_outcome(response, 400)
     response = fhir.put("Patient/a%00b", PatientFactory(id="x"))
     assert response.status_code == 400
+
+
+def test_a_number_too_long_to_read_is_a_plain_400(fhir):
+    body = (
+        '{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueInteger": '
+        + "9" * 5000
+        + "}"
+    )
+    response = fhir.post("Observation", body)
+    assert response.status_code == 400
+    assert response.json_body["issue"][0]["diagnostics"] == "Malformed JSON: a value cannot be read as JSON"
