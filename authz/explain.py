@@ -104,22 +104,3 @@ def _outcome(ctx: AccessContext, operation: str, resource_type: str, fhir_id: st
 
 def _info(rule, text: str) -> Issue:
     return Issue("informational", f"Rule '{rule.name}' (#{rule.position}): {text}", "information")
-
-
-def operation_of(method: str, path: str, kwargs: dict) -> tuple[str, str, str | None]:
-    """(operation, resource type, id) of a FHIR request, from its method and URL parts."""
-    resource_type = kwargs.get("resource_type") or "*"
-    fhir_id = kwargs.get("fhir_id")
-    if "$everything" in path:
-        return "everything", "Patient", fhir_id
-    if "_history" in path:
-        return ("vread" if kwargs.get("version_id") else "history"), resource_type, fhir_id
-    if method in ("GET", "HEAD") or path.rstrip("/").endswith("_search"):
-        return ("read" if fhir_id and not kwargs.get("member_type") else "search"), resource_type, fhir_id
-    if method == "POST":
-        return (
-            ("create" if resource_type != "*" else "transaction"),
-            resource_type if resource_type != "*" else "Bundle",
-            None,
-        )
-    return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "read"), resource_type, fhir_id

@@ -189,8 +189,10 @@ def resource_history(
     found = ResourceVersion.objects.system("history versions, each decided below")
     if resource_type is not None:
         found = found.filter(resource_type=resource_type)
+    current = None
     if fhir_id is not None:
-        if not fhirjson.is_valid_id(fhir_id) or _fetch_one(_READ_SQL, [resource_type, fhir_id]) is None:
+        current = _fetch_one(_READ_SQL, [resource_type, fhir_id]) if fhirjson.is_valid_id(fhir_id) else None
+        if current is None:
             raise _unknown(resource_type, fhir_id)
         found = found.filter(fhir_id=fhir_id)
     judge = _VersionJudge(ctx, types)
@@ -240,7 +242,7 @@ def resource_history(
     ]
     if fhir_id is not None and not entries and cursor is None and not judge.sees_all:
         # Nothing to show of a resource the caller may not read now either: it does not exist for it.
-        pk, _version, _updated, deleted, current_body = _fetch_one(_READ_SQL, [resource_type, fhir_id])
+        pk, _version, _updated, deleted, current_body = current
         if deleted:
             raise _unknown(resource_type, fhir_id)
         _decide(ctx, "history", resource_type, fhir_id, pk, current_body)  # 404 when it may not
