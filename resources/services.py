@@ -23,7 +23,7 @@ from authz import grants, rules
 from authz.context import SYSTEM, AccessContext
 from authz.rules import CompiledRule, authorize
 
-from . import definitions, fhirjson, versions
+from . import definitions, fhirjson, hooks, versions
 from .fhirpathpatch import apply_fhirpath_patch
 from .indexing import clear_index, index_resources
 from .jsonpatch import apply_patch, touches_filtered
@@ -100,6 +100,7 @@ def _store(row: Resource, body: dict, *, method: str) -> Stored:
     now = _now()
     stored_body = fhirjson.with_meta(body, fhir_id=row.fhir_id, version=row.version, last_updated=now)
     text = fhirjson.dumps(stored_body)
+    action = "create" if row.deleted else "update"
     row.last_updated = now
     row.deleted = False
     row.body = text
@@ -114,6 +115,7 @@ def _store(row: Resource, body: dict, *, method: str) -> Stored:
         body=text,
     )
     index_resources([(row, stored_body)], fresh=False)
+    hooks.changed([hooks.Change(action, row.resource_type, row.fhir_id, row.version, row.pk)])
     return Stored(row.resource_type, row.fhir_id, row.version, now, text, pk=row.pk)
 
 
@@ -151,6 +153,7 @@ def insert_many(items: list[tuple[str, str, dict, str]]) -> list[Stored]:
         for row, item in zip(rows, items, strict=True)
     )
     index_resources(list(zip(rows, stored_bodies, strict=True)), fresh=True)
+    hooks.changed(hooks.Change("create", row.resource_type, row.fhir_id, 1, row.pk) for row in rows)
     return [Stored(row.resource_type, row.fhir_id, 1, now, row.body, pk=row.pk) for row in rows]
 
 
@@ -251,7 +254,9 @@ def resource_create(
         if matches:
             return _written(ctx, WriteResult(stored_from_row(matches[0]), 200))
     with grants.write_guard(ctx, [resource_type]):
+        checked, note = hooks.prepare(ctx, resource_type, checked, None)
         stored = _insert(resource_type, fhir_id or new_id(), checked, "POST")
+        hooks.stored(ctx, stored, note)
         may_result(ctx, "create", stored, checked)
     return _written(ctx, WriteResult(stored, 201))
 
@@ -296,21 +301,27 @@ def resource_update(
                 raise as_missing()
             try:
                 with transaction.atomic():
-                    stored = _insert(resource_type, fhir_id, checked, "PUT")
+                    prepared, note = hooks.prepare(ctx, resource_type, checked, None)
+                    stored = _insert(resource_type, fhir_id, prepared, "PUT")
+                    hooks.stored(ctx, stored, note)
             except IntegrityError:
                 # A concurrent update-as-create won the insert; queue behind it and update its row.
                 row = _lock_row(resource_type, fhir_id)
                 if row is None:
                     raise
             else:
-                may_result(ctx, "update", stored, checked)
+                may_result(ctx, "update", stored, prepared)
                 return _written(ctx, WriteResult(stored, 201))
         _may_change(ctx, "update", row, as_missing)
         _check_version(expected, row)
         status = 201 if row.deleted else 200
         before = None if row.deleted else row.body
+        checked, note = hooks.prepare(
+            ctx, resource_type, checked, None if before is None else fhirjson.loads(before)
+        )
         row.version += 1
         stored = _store(row, checked, method="PUT")
+        hooks.stored(ctx, stored, note)
         may_result(ctx, "update", stored, checked, before=before)
     return _written(ctx, WriteResult(stored, status))
 
@@ -367,9 +378,10 @@ def resource_patch(
         )
         if patched.get("resourceType") != resource_type or patched.get("id") != fhir_id:
             raise bad_request("A patch may not change the resource type or id", code="invalid")
-        checked = checked_body(resource_type, patched)
+        checked, note = hooks.prepare(ctx, resource_type, checked_body(resource_type, patched), current)
         row.version += 1
         stored = _store(row, checked, method="PATCH")
+        hooks.stored(ctx, stored, note)
         may_result(ctx, "patch", stored, checked, before=current)
     return _written(ctx, WriteResult(stored, 200))
 
@@ -407,6 +419,8 @@ def resource_delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> 
             body=None,
         )
         clear_index([row])
+        hooks.deleted(ctx, resource_type, fhir_id, row.pk)
+        hooks.changed([hooks.Change("delete", resource_type, fhir_id, row.version, row.pk)])
         grants.wrote(ctx, "delete", resource_type, fhir_id, row.pk, rule)
     return _written(ctx, WriteResult(Stored(resource_type, fhir_id, row.version, now, "", True, row.pk), 204))
 

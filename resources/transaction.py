@@ -21,7 +21,7 @@ from authz import grants
 from authz.context import AccessContext
 from authz.rules import authorize
 
-from . import fhirjson
+from . import fhirjson, hooks
 from .outcomes import FhirError, Issue, bad_request, error, operation_outcome, precondition_failed
 from .search.conditional import find_matches
 from .selectors import resource_read, resource_vread
@@ -193,23 +193,21 @@ def _run_transaction(ctx: AccessContext, entries: list[Entry], results: dict[int
 
 def _create_all(ctx: AccessContext, entries: list[Entry]) -> dict[int, EntryResult]:
     """The POST entries, whose ids are already assigned: validated one by one, written in bulk."""
-    items = []
+    items, notes = [], []
     for entry in entries:
         try:
             authorize(ctx, "create", entry.resource_type)
-            items.append(
-                (
-                    entry.resource_type,
-                    entry.fhir_id,
-                    checked_body(entry.resource_type, entry.resource),
-                    "POST",
-                )
+            body, note = hooks.prepare(
+                ctx, entry.resource_type, checked_body(entry.resource_type, entry.resource), None
             )
+            items.append((entry.resource_type, entry.fhir_id, body, "POST"))
+            notes.append(note)
         except FhirError as exc:
             raise _entry_error(entry.index, exc) from exc
     stored = insert_many(items) if items else []
-    for entry, one, item in zip(entries, stored, items, strict=True):
+    for entry, one, item, note in zip(entries, stored, items, notes, strict=True):
         try:
+            hooks.stored(ctx, one, note)
             may_result(ctx, "create", one, item[2])
         except FhirError as exc:
             raise _entry_error(entry.index, exc) from exc

@@ -124,8 +124,19 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
-CELERY_TASK_EAGER_PROPAGATES = True
+# Deliveries never run inside a request: without a broker the embedded worker (FHIR_WORKER) runs them.
+CELERY_TASK_ALWAYS_EAGER = False
+# A task is acknowledged after it ran, and given back to the broker if its worker dies while running
+# it, so a killed worker loses nothing (deliveries are idempotent: subscriptions/deliveries.py).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    # Finds what a lost wake-up or a dead worker left behind, retries what is due, expires ended
+    # subscriptions and trims old events.
+    "subscriptions-sweep": {"task": "subscriptions.sweep", "schedule": 5.0},
+}
 
 CHANNEL_LAYERS = {
     "default": (
@@ -277,6 +288,37 @@ for _name, _ttl in (
         raise ImproperlyConfigured(
             f"{_name} must not exceed FHIR_TOKEN_MAX_LIFETIME ({FHIR_TOKEN_MAX_LIFETIME})"
         )
+
+# --- Subscriptions (subscriptions/) ---
+# Who runs deliveries and periodic jobs: "embedded" (a background thread of the server process, the
+# default without a broker), "celery" (workers and beat; the default with REDIS_URL or a
+# CELERY_BROKER_URL), or "manual" (nothing runs by itself: tests and one-off commands).
+FHIR_WORKER = env.str(
+    "FHIR_WORKER", default="celery" if REDIS_URL or env.str("CELERY_BROKER_URL", default="") else "embedded"
+)
+if FHIR_WORKER not in ("embedded", "celery", "manual"):
+    raise ImproperlyConfigured("FHIR_WORKER must be embedded, celery or manual")
+# Endpoints notifications may reach beyond public addresses: host names, addresses, CIDR ranges.
+FHIR_SUBSCRIPTION_ALLOWED_ENDPOINTS = env.str("FHIR_SUBSCRIPTION_ALLOWED_ENDPOINTS", default="")
+# Attempts after the first before a delivery is dead and its subscription in `error`.
+FHIR_SUBSCRIPTION_RETRIES = _int_setting("FHIR_SUBSCRIPTION_RETRIES", 6, minimum=0)
+# Back-off: the n-th retry waits BACKOFF * 2**(n-1) seconds (at most BACKOFF_MAX), times a random
+# factor between 0.5 and 1.5 so that receivers coming back are not hit by every retry at once.
+FHIR_SUBSCRIPTION_BACKOFF = env.float("FHIR_SUBSCRIPTION_BACKOFF", default=2.0)
+FHIR_SUBSCRIPTION_BACKOFF_MAX = env.float("FHIR_SUBSCRIPTION_BACKOFF_MAX", default=3600.0)
+FHIR_SUBSCRIPTION_TIMEOUT = env.float("FHIR_SUBSCRIPTION_TIMEOUT", default=10.0)
+FHIR_SUBSCRIPTION_MAX_PAYLOAD = _int_setting("FHIR_SUBSCRIPTION_MAX_PAYLOAD", 1024 * 1024)
+# Deliveries the embedded worker runs at once (a slow receiver holds one of them, not the others).
+FHIR_SUBSCRIPTION_THREADS = _int_setting("FHIR_SUBSCRIPTION_THREADS", 4)
+# Signs every rest-hook and HTTP message delivery (X-FHIR-Signature) when set.
+FHIR_SUBSCRIPTION_SIGNING_KEY = env.str("FHIR_SUBSCRIPTION_SIGNING_KEY", default="")
+# Email notifications carry no clinical content unless this allows it.
+FHIR_SUBSCRIPTION_EMAIL_CONTENT = env.bool("FHIR_SUBSCRIPTION_EMAIL_CONTENT", default=False)
+FHIR_SUBSCRIPTION_EMAIL_FROM = env.str("FHIR_SUBSCRIPTION_EMAIL_FROM", default="fhir@localhost")
+# Outbox events and finished deliveries are kept this many days (WebSocket replay reaches that far).
+FHIR_SUBSCRIPTION_RETENTION_DAYS = _int_setting("FHIR_SUBSCRIPTION_RETENTION_DAYS", 7)
+# Seconds between the periodic sweeps of the embedded worker.
+FHIR_WORKER_SWEEP_SECONDS = env.float("FHIR_WORKER_SWEEP_SECONDS", default=5.0)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,55 @@
+"""The transactional outbox: one `Event` row per committed change, written in the change's transaction.
+
+Registered as a change hook of the store (resources/hooks.py), so every write path leaves its events
+with its data, in one statement per write. When the transaction commits, whatever delivers in this
+deployment is woken (`on_wake`): the in-process worker of the embedded mode, or a Celery task; if
+the wake-up is lost (a crash between commit and send), the periodic sweep finds the events anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+
+from resources import hooks
+
+from .models import Event
+
+log = logging.getLogger(__name__)
+_wakers: list[Callable[[], None]] = []
+
+
+def on_wake(waker: Callable[[], None]) -> None:
+    """`waker()` is called after each commit that wrote events (the worker registers itself)."""
+    if waker not in _wakers:
+        _wakers.append(waker)
+
+
+def _record(changes: list[hooks.Change]) -> None:
+    Event.objects.bulk_create(
+        Event(
+            action=change.action,
+            resource_type=change.resource_type,
+            fhir_id=change.fhir_id,
+            version=change.version,
+            resource_pk=change.pk,
+        )
+        for change in changes
+    )
+    if _wakers:
+        transaction.on_commit(wake)
+
+
+def wake() -> None:
+    for waker in _wakers:
+        try:
+            waker()
+        except Exception:
+            # The events are committed; the sweep delivers them if this wake-up cannot.
+            log.exception("Could not wake the subscription worker")
+
+
+def register() -> None:
+    hooks.register_changes(_record)
