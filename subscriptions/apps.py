@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class SubscriptionsConfig(AppConfig):
@@ -9,3 +10,7 @@ class SubscriptionsConfig(AppConfig):
 
         state.register()
         outbox.register()
+        if settings.FHIR_WORKER == "celery":
+            from . import tasks
+
+            outbox.on_wake(tasks.wake)

@@ -19,7 +19,7 @@ from collections import defaultdict
 from functools import lru_cache
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from authz.context import AccessContext
@@ -75,8 +75,6 @@ def dispatch(limit: int = 500) -> list[int]:
 def _owe(event: Event, state: SubscriptionState, now) -> int:
     if Delivery.objects.filter(subscription=state, event_id=event.pk).exists():
         return 0  # dispatched before, by a worker that stopped before marking the event
-    SubscriptionState.objects.filter(pk=state.pk).update(events_since_start=F("events_since_start") + 1)
-    number = SubscriptionState.objects.values_list("events_since_start", flat=True).get(pk=state.pk)
     return Delivery.objects.create(
         subscription=state,
         event_id=event.pk,
@@ -85,7 +83,6 @@ def _owe(event: Event, state: SubscriptionState, now) -> int:
         fhir_id=event.fhir_id,
         version=event.version,
         resource_pk=event.resource_pk,
-        number=number,
         key=idempotency_key(event.pk, state.pk),
         next_attempt=now,
     ).pk

@@ -81,7 +81,9 @@ class Delivery(models.Model):
     fhir_id = models.CharField(max_length=64)
     version = models.PositiveIntegerField()
     resource_pk = models.BigIntegerField()
-    number = models.BigIntegerField()  # this subscription's event number (eventsSinceSubscriptionStart)
+    # This subscription's event number (eventsSinceSubscriptionStart), given when the notification is
+    # first allowed to leave: a withheld event takes no number, so gaps cannot reveal it.
+    number = models.BigIntegerField(null=True, blank=True)
     key = models.CharField(max_length=64, unique=True)  # idempotency key, the same on every attempt
     state = models.CharField(max_length=10, default=PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -105,7 +107,7 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
 
     def __str__(self) -> str:
-        return f"#{self.number} {self.action} {self.resource_type}/{self.fhir_id} ({self.state})"
+        return f"#{self.number or '-'} {self.action} {self.resource_type}/{self.fhir_id} ({self.state})"
 
 
 class Attempt(models.Model):

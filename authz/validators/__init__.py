@@ -20,6 +20,7 @@ from .composite import AllOf, AnyOf
 from .fhirpath import FhirPath
 from .general_practitioner import GeneralPractitioner
 from .legitimate_interest import LegitimateInterest
+from .subscriber import Subscriber
 
 REGISTRY: dict[str, type[Validator]] = {
     cls.name: cls
@@ -34,6 +35,7 @@ REGISTRY: dict[str, type[Validator]] = {
         CareTeam,
         GeneralPractitioner,
         FhirPath,
+        Subscriber,
         AnyOf,
         AllOf,
     )

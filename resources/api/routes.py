@@ -3,7 +3,19 @@
 from django.http import HttpRequest, HttpResponse
 
 from ..outcomes import error
-from . import batch, capabilities, create, delete, everything, history, patch, read, search, update
+from . import (
+    batch,
+    capabilities,
+    create,
+    delete,
+    everything,
+    history,
+    patch,
+    read,
+    search,
+    subscription_status,
+    update,
+)
 from .http import fhir_view
 
 
@@ -116,6 +128,15 @@ def _everything(request: HttpRequest, resource_type: str, fhir_id: str | None) -
         raise error(404, "not-found", f"No operation $everything on {resource_type} (only on Patient)")
     if request.method in ("GET", "HEAD"):
         return everything.everything(request, fhir_id)
+    raise _method_not_allowed(request, "GET")
+
+
+@fhir_view(operations={"GET": "read"})
+def instance_status(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+    if resource_type != "Subscription":
+        raise error(404, "not-found", f"No operation $status on {resource_type} (only on Subscription)")
+    if request.method in ("GET", "HEAD"):
+        return subscription_status.status(request, fhir_id)
     raise _method_not_allowed(request, "GET")
 
 

@@ -6,21 +6,18 @@ is given has been decided and shaped by the door for the subscriber (interaction
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from .base import Notification, Outcome
+
+_MODULES = {"rest-hook": "rest_hook", "websocket": "websocket", "email": "email", "message": "message"}
 
 
 def send(notification: Notification, timeout: float) -> Outcome:
-    from . import email, message, rest_hook, websocket
-
-    sender = {
-        "rest-hook": rest_hook.send,
-        "websocket": websocket.send,
-        "email": email.send,
-        "message": message.send,
-    }.get(notification.channel_type)
-    if sender is None:
+    module = _MODULES.get(notification.channel_type)
+    if module is None:
         return Outcome(False, error=f"channel type '{notification.channel_type}' is not supported")
-    return sender(notification, timeout)
+    return import_module(f"{__name__}.{module}").send(notification, timeout)
 
 
 __all__ = ["Notification", "Outcome", "send"]

@@ -1,0 +1,49 @@
+"""Celery tasks: thin wrappers over the worker's steps (worker.py), for FHIR_WORKER=celery.
+
+- `subscriptions.dispatch`: match pending outbox events; queue one `deliver` per new delivery.
+  Sent after every commit that wrote events.
+- `subscriptions.deliver(pk)`: one attempt; a retry is queued with its back-off as countdown.
+- `subscriptions.sweep`: run by beat every few seconds (settings CELERY_BEAT_SCHEDULE): what a lost
+  wake-up, a dead worker or an expired lease left behind is found and queued again.
+
+Tasks are acknowledged late and given back when their worker dies (settings), and every step is
+idempotent: a delivery is claimed before it is attempted, and carries the same key on every attempt.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import close_old_connections
+
+from . import deliveries, matching, worker
+
+
+@shared_task(name="subscriptions.dispatch", ignore_result=True)
+def dispatch() -> None:
+    while True:
+        created = matching.dispatch()
+        if not created:
+            return
+        for pk in created:
+            deliver.delay(pk)
+
+
+@shared_task(name="subscriptions.deliver", ignore_result=True)
+def deliver(pk: int) -> None:
+    try:
+        wait = worker.deliver(pk)
+    finally:
+        close_old_connections()
+    if wait is not None:
+        deliver.apply_async((pk,), countdown=wait)
+
+
+@shared_task(name="subscriptions.sweep", ignore_result=True)
+def sweep() -> None:
+    for pk in worker.sweep():
+        deliver.delay(pk)
+    deliveries.purge()
+
+
+def wake() -> None:
+    dispatch.delay()
