@@ -9,8 +9,9 @@ and GraphQL accept and refuse alike:
   operation on the criteria's type;
 - `channel.type` is rest-hook, websocket, email or message (sms and anything else: 422), with an
   endpoint of the right form (subscriptions/endpoints.py) that the allow-list admits;
-- `status`: the server accepts a subscription at once, so `requested` is stored as `active`; `off` is
-  the client's; `error` is the server's own and cannot be set;
+- `status`: the server accepts a subscription at once, so `requested` is stored as `active`; `off`
+  and `error` (the server's, after the last retry; a client may also send it) deliver nothing until
+  the client sends `requested` or `active` again;
 - `channel.header` values may hold the receiver's secrets: they are kept server-side
   (SubscriptionState.headers) and the stored resource carries each header's name with a masked
   value; an update that sends a masked value back keeps the secret it stands for.
@@ -112,11 +113,6 @@ def parse_criteria(ctx: AccessContext, criteria: object) -> tuple[str, list[tupl
 def parse(ctx: AccessContext, body: dict, kept_headers: list[str]) -> Parsed:
     """Check a Subscription body (already valid R4) and return what the server keeps of it."""
     status = body.get("status")
-    if status == "error":
-        raise _unprocessable(
-            "Subscription.status 'error' is set by the server; send 'requested' to (re)activate, or 'off'",
-            "Subscription.status",
-        )
     criteria_type, _ = parse_criteria(ctx, body.get("criteria"))
     channel = body.get("channel") or {}
     channel_type = channel.get("type")
@@ -147,7 +143,9 @@ def parse(ctx: AccessContext, body: dict, kept_headers: list[str]) -> Parsed:
     if body.get("end"):
         end = _instant(body["end"])
     return Parsed(
-        status="off" if status == "off" else "active",
+        # Accepted at once: `requested` (and `active`) is active; `off` and `error` deliver nothing
+        # until the client asks for the subscription again.
+        status=status if status in ("off", "error") else "active",
         criteria=body["criteria"].strip(),
         criteria_type=criteria_type,
         channel_type=channel_type,

@@ -12,8 +12,9 @@ Endpoint forms:
 The allow-list is `FHIR_SUBSCRIPTION_ALLOWED_ENDPOINTS`: comma-separated host names, addresses and
 CIDR ranges. Public addresses are always allowed; private, loopback, link-local and other special
 ranges only when listed (a subscription must not turn the server into a probe of its own network).
-The address is checked when the subscription is written and again on every connection, against the
-address actually connected to (a name that later resolves elsewhere does not get through).
+The address is checked when the subscription is written (a name that does not resolve then is
+accepted: it may later) and again on every connection, against the address actually connected to
+(a name that later resolves elsewhere does not get through).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from django.core.validators import EmailValidator, ValidationError
 
 class EndpointRefused(ValueError):
     """An endpoint of the wrong form, or one the allow-list refuses; the message says which."""
+
+
+class Unresolved(EndpointRefused):
+    """The endpoint's host name does not resolve (now)."""
 
 
 _SCHEMES = {
@@ -66,7 +71,10 @@ def check(channel_type: str, endpoint: str) -> None:
         port = parts.port
     except ValueError as exc:
         raise EndpointRefused(f"The endpoint '{endpoint}' has an invalid port") from exc
-    addresses(parts.hostname, port or 0)
+    try:
+        addresses(parts.hostname, port or 0)
+    except Unresolved:
+        pass  # a name that does not resolve now may later; every delivery checks it again
 
 
 def addresses(host: str, port: int) -> list[tuple]:
@@ -74,7 +82,7 @@ def addresses(host: str, port: int) -> list[tuple]:
     try:
         infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise EndpointRefused(f"The endpoint's host '{host}' cannot be resolved") from exc
+        raise Unresolved(f"The endpoint's host '{host}' cannot be resolved") from exc
     admitted = [info for info in infos if allowed(host, info[4][0])]
     if not admitted:
         raise EndpointRefused(

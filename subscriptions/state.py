@@ -13,7 +13,7 @@ import copy
 
 from django.utils import timezone
 
-from authz.context import SYSTEM, AccessContext
+from authz.context import AccessContext
 from resources import hooks
 
 from . import definition
@@ -25,12 +25,7 @@ def _prepare(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dic
     if body.get("id"):
         row = SubscriptionState.objects.filter(fhir_id=body["id"]).only("headers").first()
         kept = row.headers if row is not None else []
-    if ctx.role == SYSTEM and body.get("status") == "error":
-        # The server's own status change (a subscription that exhausted its retries).
-        parsed = definition.parse(ctx, {**body, "status": "active"}, kept)
-        parsed = definition.Parsed(**{**parsed.__dict__, "status": "error"})
-    else:
-        parsed = definition.parse(ctx, body, kept)
+    parsed = definition.parse(ctx, body, kept)
     stored = copy.deepcopy(body)
     stored["status"] = parsed.status
     if parsed.status != "error":

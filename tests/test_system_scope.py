@@ -47,6 +47,12 @@ ALLOWED = {
     ("resources/search/compartment.py", "compartment focus row"),
     ("resources/search/everything.py", "patient record membership"),
     ("resources/search/include.py", "include candidates"),
+    # Subscriptions: the platform matches events against criteria (what it owes; the subscriber's
+    # rules decide each notification in the door), and acts on Subscriptions it owns (status changes).
+    ("subscriptions/matching.py", "subscription matching"),
+    ("subscriptions/notification.py", "subscription delivery: is the event's version still current"),
+    ("subscriptions/notification.py", "subscription delivery: the criteria as the subscriber's search"),
+    ("subscriptions/worker.py", "subscription {status}"),
     # Subqueries that only remove rows (reference rows held by resources whose rule hides them).
     ("resources/search/access.py", "rows whose rule hides a link"),
 }

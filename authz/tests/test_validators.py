@@ -717,6 +717,7 @@ def test_registry_names():
         "LegitimateInterest",
         "CareTeam",
         "GeneralPractitioner",
+        "Subscriber",
         "FhirPath",
         "AnyOf",
         "AllOf",

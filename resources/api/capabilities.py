@@ -37,6 +37,12 @@ _EVERYTHING = {
     "documentation": "The patient, their Patient compartment and the Organizations, Practitioners, "
     "Medications, Locations... these refer to; _since, _type and _count supported",
 }
+_STATUS = {
+    "name": "status",
+    "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+    "documentation": "GET Subscription/[id]/$status: the subscription's status, events since it started "
+    "and last error, as the Subscriptions R5 Backport IG gives it for R4",
+}
 _COMPARTMENT_URL = "http://hl7.org/fhir/CompartmentDefinition/{}"
 
 
@@ -70,6 +76,8 @@ def _rest_resources() -> tuple:
             del entry["searchRevInclude"]
         if resource_type == "Patient":
             entry["operation"] = [_EVERYTHING]
+        if resource_type == "Subscription":
+            entry["operation"] = [_STATUS]
         if resource_type == "AuditEvent":
             entry = _audit_event(entry)
         out.append(entry)
