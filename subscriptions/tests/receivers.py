@@ -23,6 +23,7 @@ class HttpReceiver:
 
     status: int = 200
     requests: list[Received] = field(default_factory=list)
+    delay: float = 0.0  # seconds each request takes to answer (a slow receiver)
 
     def __enter__(self) -> HttpReceiver:
         receiver = self
@@ -31,6 +32,8 @@ class HttpReceiver:
             def _record(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if receiver.delay:
+                    threading.Event().wait(receiver.delay)
                 receiver.requests.append(Received(self.command, self.path, dict(self.headers.items()), body))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
@@ -53,6 +56,13 @@ class HttpReceiver:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    close = __exit__
+
+
+def start() -> HttpReceiver:
+    """A running receiver (call `close()` when done), for fixtures that outlive a `with` block."""
+    return HttpReceiver().__enter__()
 
 
 class SilentReceiver:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import serve
 
-from . import receiver as receivers
+from . import receivers
 
 pytestmark = pytest.mark.live
 

@@ -16,7 +16,7 @@ from subscriptions import worker
 from subscriptions.channels.http import signature
 from subscriptions.models import Delivery, Event, SubscriptionState
 
-from . import receiver as receivers
+from . import receivers
 
 SYSTEM = AccessContext.system("subscription tests")
 FHIR = "application/fhir+json"
@@ -51,6 +51,10 @@ def world(db):
     return None
 
 
+def url(hook) -> str:
+    return f"{hook.url}/hook"
+
+
 def token(role: str, identity: str = "") -> dict:
     _, secret = tokens.mint(role=role, identity=identity)
     return {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
@@ -82,15 +86,15 @@ def observation(patient: str, code: str = "8867-4", value: int = 70) -> dict:
 
 def test_a_subscription_is_accepted_active_and_its_header_values_never_shown(world, hook):
     client, admin = Client(), token("Admin")
-    body = subscription(hook.url, payload=FHIR, header=["Authorization: Bearer receiver-secret"])
+    body = subscription(url(hook), payload=FHIR, header=["Authorization: Bearer receiver-secret"])
     created = post(client, admin, "Subscription", body)
     assert created.status_code == 201, created.content
     shown = created.json()
     assert shown["status"] == "active"
     assert shown["channel"]["header"] == ["Authorization: ****"]
     sid = shown["id"]
-    for url in (f"/fhir/Subscription/{sid}", f"/fhir/Subscription/{sid}/_history", "/fhir/Subscription"):
-        assert b"receiver-secret" not in client.get(url, **admin).content
+    for path in (f"/fhir/Subscription/{sid}", f"/fhir/Subscription/{sid}/_history", "/fhir/Subscription"):
+        assert b"receiver-secret" not in client.get(path, **admin).content
     state = SubscriptionState.objects.get(fhir_id=sid)
     assert state.headers == ["Authorization: Bearer receiver-secret"]
     assert state.subscriber_role == "Admin"
@@ -118,7 +122,7 @@ def test_a_subscription_is_accepted_active_and_its_header_values_never_shown(wor
     ],
 )
 def test_bad_subscriptions_are_refused_naming_the_problem(world, hook, criteria, channel, status, words):
-    body = subscription(hook.url, criteria)
+    body = subscription(url(hook), criteria)
     body["channel"].update(channel)
     answer = post(Client(), token("Admin"), "Subscription", body)
     assert answer.status_code == status, answer.content
@@ -146,10 +150,10 @@ def test_private_endpoints_are_refused_unless_listed(world):
 def test_subscribe_is_needed_on_the_criteria_type(world, hook):
     ruleset.replace_rules([*RULES, {"name": "viewer", "role": "Viewer", "resource": "*", "operation": ["read", "create"],
                                     "validator": "Allowed"}])  # fmt: skip
-    answer = post(Client(), token("Viewer"), "Subscription", subscription(hook.url))
+    answer = post(Client(), token("Viewer"), "Subscription", subscription(url(hook)))
     assert answer.status_code == 403
     research = post(
-        Client(), token("Researcher"), "Subscription", subscription(hook.url, "Patient?gender=male")
+        Client(), token("Researcher"), "Subscription", subscription(url(hook), "Patient?gender=male")
     )
     assert research.status_code == 403
 
@@ -173,7 +177,7 @@ def test_every_write_leaves_one_event_in_its_transaction(world):
 
 def test_rest_hook_delivers_the_matching_version_with_its_headers(world, hook):
     client, admin = Client(), token("Admin")
-    body = subscription(hook.url, payload=FHIR, header=["Authorization: Bearer receiver-secret"])
+    body = subscription(url(hook), payload=FHIR, header=["Authorization: Bearer receiver-secret"])
     assert post(client, admin, "Subscription", body).status_code == 201
     obs = post(client, admin, "Observation", observation("p1")).json()
     post(client, admin, "Observation", observation("p1", code="29463-7"))  # does not match
@@ -204,7 +208,7 @@ def test_rest_hook_delivers_the_matching_version_with_its_headers(world, hook):
 
 def test_without_payload_an_empty_post_and_deletes_notify(world, hook):
     client, admin = Client(), token("Admin")
-    post(client, admin, "Subscription", subscription(hook.url))
+    post(client, admin, "Subscription", subscription(url(hook)))
     obs = post(client, admin, "Observation", observation("p1")).json()
     assert client.delete(f"/fhir/Observation/{obs['id']}", **admin).status_code in (200, 204)
     worker.drain()
@@ -218,7 +222,7 @@ def test_without_payload_an_empty_post_and_deletes_notify(world, hook):
 
 def test_with_payload_a_delete_is_a_delete(world, hook):
     client, admin = Client(), token("Admin")
-    post(client, admin, "Subscription", subscription(hook.url, payload=FHIR))
+    post(client, admin, "Subscription", subscription(url(hook), payload=FHIR))
     obs = post(client, admin, "Observation", observation("p1")).json()
     client.delete(f"/fhir/Observation/{obs['id']}", **admin)
     worker.drain()
@@ -232,7 +236,7 @@ def test_a_patient_is_notified_of_its_own_data_only_and_not_after_revocation(wor
     client, admin = Client(), token("Admin")
     minted, secret = tokens.mint(role="Patient", identity="Patient/p1")
     patient = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
-    created = post(client, patient, "Subscription", subscription(hook.url, "Observation", payload=FHIR))
+    created = post(client, patient, "Subscription", subscription(url(hook), "Observation", payload=FHIR))
     assert created.status_code == 201, created.content
     sid = created.json()["id"]
     post(client, admin, "Observation", observation("p2", value=111))  # another patient's
@@ -259,7 +263,7 @@ def test_property_filters_shape_the_payload(world, hook):
     researcher = token("Researcher")
     assert (
         post(
-            client, researcher, "Subscription", subscription(hook.url, "Observation", payload=FHIR)
+            client, researcher, "Subscription", subscription(url(hook), "Observation", payload=FHIR)
         ).status_code
         == 201
     )
@@ -272,7 +276,7 @@ def test_property_filters_shape_the_payload(world, hook):
 @override_settings(FHIR_SUBSCRIPTION_RETRIES=2, FHIR_SUBSCRIPTION_BACKOFF=0.0)
 def test_failures_are_retried_then_dead_and_the_subscription_in_error(world, hook):
     client, admin = Client(), token("Admin")
-    sid = post(client, admin, "Subscription", subscription(hook.url)).json()["id"]
+    sid = post(client, admin, "Subscription", subscription(url(hook))).json()["id"]
     hook.status = 500
     post(client, admin, "Observation", observation("p1"))
     worker.drain()
@@ -298,16 +302,16 @@ def test_failures_are_retried_then_dead_and_the_subscription_in_error(world, hoo
 
 def test_off_and_ended_subscriptions_are_not_notified(world, hook):
     client, admin = Client(), token("Admin")
-    off = subscription(hook.url)
+    off = subscription(url(hook))
     off["status"] = "off"
     assert post(client, admin, "Subscription", off).json()["status"] == "off"
-    ended = subscription(hook.url)
+    ended = subscription(url(hook))
     ended["end"] = "2020-01-01T00:00:00Z"
     post(client, admin, "Subscription", ended)
     post(client, admin, "Observation", observation("p1"))
     worker.drain()
     assert hook.requests == []
-    error = subscription(hook.url)
+    error = subscription(url(hook))
     error["status"] = "error"
     assert post(client, admin, "Subscription", error).json()["status"] == "error"
     post(client, admin, "Observation", observation("p1"))
