@@ -30,7 +30,12 @@ from resources.search.conditional import criteria_filter, parse_criteria
 
 from .models import Delivery, Event, SubscriptionState
 
-_SYSTEM = AccessContext.system("subscription matching")
+
+def _system() -> AccessContext:
+    # A fresh context each time: a context's memo must not outlive one piece of work in a worker.
+    return AccessContext.system("subscription matching")
+
+
 _KEYS = uuid.UUID("6f1d2c1e-8a52-4a5e-9d8b-3f0c4f7e2b10")
 _VERSIONS = ResourceVersion._meta.db_table
 _LAST_CONTENT_SQL = (
@@ -103,7 +108,7 @@ def _matching(event: Event, states: list[SubscriptionState]) -> list[Subscriptio
     if current:
         return _evaluate(event, by_criteria)
     with versions.standing_in(
-        _SYSTEM, event.resource_type, event.fhir_id, event.resource_pk, text, fhirjson.loads(text)
+        _system(), event.resource_type, event.fhir_id, event.resource_pk, text, fhirjson.loads(text)
     ):
         return _evaluate(event, by_criteria)
 
@@ -132,7 +137,7 @@ def _condition(criteria: str) -> Q | None:
     if not query:
         return Q(resource_type=resource_type, deleted=False)
     try:
-        return criteria_filter(_SYSTEM, resource_type, parse_criteria(query))
+        return criteria_filter(_system(), resource_type, parse_criteria(query))
     except FhirError:
         return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import transaction
 
 from resources import hooks
@@ -28,6 +29,8 @@ def on_wake(waker: Callable[[], None]) -> None:
 
 
 def _record(changes: list[hooks.Change]) -> None:
+    if not settings.FHIR_SUBSCRIPTION_OUTBOX:
+        return
     Event.objects.bulk_create(
         Event(
             action=change.action,

@@ -317,6 +317,9 @@ FHIR_SUBSCRIPTION_EMAIL_CONTENT = env.bool("FHIR_SUBSCRIPTION_EMAIL_CONTENT", de
 FHIR_SUBSCRIPTION_EMAIL_FROM = env.str("FHIR_SUBSCRIPTION_EMAIL_FROM", default="fhir@localhost")
 # Outbox events and finished deliveries are kept this many days (WebSocket replay reaches that far).
 FHIR_SUBSCRIPTION_RETENTION_DAYS = _int_setting("FHIR_SUBSCRIPTION_RETENTION_DAYS", 7)
+# false: writes record no outbox events, so no subscription is ever notified. Only for measuring what
+# the outbox costs a write (`make bench`); never in a deployment that has subscriptions.
+FHIR_SUBSCRIPTION_OUTBOX = env.bool("FHIR_SUBSCRIPTION_OUTBOX", default=True)
 # Seconds between the periodic sweeps of the embedded worker.
 FHIR_WORKER_SWEEP_SECONDS = env.float("FHIR_WORKER_SWEEP_SECONDS", default=5.0)
 
