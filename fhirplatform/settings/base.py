@@ -308,6 +308,8 @@ FHIR_SUBSCRIPTION_BACKOFF = env.float("FHIR_SUBSCRIPTION_BACKOFF", default=2.0)
 FHIR_SUBSCRIPTION_BACKOFF_MAX = env.float("FHIR_SUBSCRIPTION_BACKOFF_MAX", default=3600.0)
 FHIR_SUBSCRIPTION_TIMEOUT = env.float("FHIR_SUBSCRIPTION_TIMEOUT", default=10.0)
 FHIR_SUBSCRIPTION_MAX_PAYLOAD = _int_setting("FHIR_SUBSCRIPTION_MAX_PAYLOAD", 1024 * 1024)
+# Subscriptions one subscriber may hold (not deleted); each costs matching work on every write.
+FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER = _int_setting("FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER", 100)
 # Deliveries the embedded worker runs at once (a slow receiver holds one of them, not the others).
 FHIR_SUBSCRIPTION_THREADS = _int_setting("FHIR_SUBSCRIPTION_THREADS", 4)
 # Signs every rest-hook and HTTP message delivery (X-FHIR-Signature) when set.
