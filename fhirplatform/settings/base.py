@@ -34,6 +34,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="embedded-mode-insecure-key-change-me
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
+    # First, so that `manage.py runserver` is daphne's: one server for HTTP and the WebSocket endpoint.
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -322,6 +324,10 @@ FHIR_SUBSCRIPTION_RETENTION_DAYS = _int_setting("FHIR_SUBSCRIPTION_RETENTION_DAY
 # false: writes record no outbox events, so no subscription is ever notified. Only for measuring what
 # the outbox costs a write (`make bench`); never in a deployment that has subscriptions.
 FHIR_SUBSCRIPTION_OUTBOX = env.bool("FHIR_SUBSCRIPTION_OUTBOX", default=True)
+# WebSocket (subscriptions/consumers.py): notifications replayed to one `bind <id> <number>` at most,
+# and subscriptions bound on one socket at most.
+FHIR_WEBSOCKET_REPLAY_LIMIT = _int_setting("FHIR_WEBSOCKET_REPLAY_LIMIT", 1000)
+FHIR_WEBSOCKET_MAX_BINDINGS = _int_setting("FHIR_WEBSOCKET_MAX_BINDINGS", 100)
 # Seconds between the periodic sweeps of the embedded worker.
 FHIR_WORKER_SWEEP_SECONDS = env.float("FHIR_WORKER_SWEEP_SECONDS", default=5.0)
 
