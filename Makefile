@@ -24,6 +24,7 @@ demo: migrate
 run: demo
 	@echo
 	@echo "FHIR base: http://$(HOST):$(PORT)/fhir   (try: curl http://$(HOST):$(PORT)/fhir/metadata)"
+	@echo "Subscriptions' WebSocket endpoint: ws://$(HOST):$(PORT)/fhir/websocket   (docs/subscriptions.md)"
 	@echo "Every call but /fhir/metadata needs a token; an operator's: $(PY) manage.py issue_token --role Admin"
 	@echo
 	$(PY) manage.py runserver --insecure $(HOST):$(PORT)

@@ -56,6 +56,7 @@ _MAX_MESSAGE = 16 * 1024  # a bind-with-token carries a JWT at most
 # Closing codes of the application range (RFC 6455 7.4.2): 4401 after a refused credential.
 CLOSE_UNAUTHORIZED = 4401
 NOT_FOUND = "error {id} no such subscription"
+_USAGE = "error expected 'bind <id>', 'bind <id> <event number>', 'bind-with-token <token>' or 'unbind <id>'"
 
 
 @dataclass
@@ -100,8 +101,7 @@ class SubscriptionConsumer(AsyncWebsocketConsumer):
         elif command == "unbind" and len(arguments) == 1:
             await self._unbind(arguments[0])
         else:
-            await self.send("error expected 'bind <id>', 'bind <id> <event number>', "
-                            "'bind-with-token <token>' or 'unbind <id>'")  # fmt: skip
+            await self.send(_USAGE)
 
     async def subscription_ping(self, event: dict) -> None:
         """A notification of a subscription (channels/websocket.py), to every socket bound to it."""

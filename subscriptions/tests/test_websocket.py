@@ -163,6 +163,19 @@ def test_unknown_and_unreadable_subscriptions_are_answered_alike(admin):
     assert statuses == {secret: 404, "nosuchsubscription": 404, rest_hook: 422, shared: 200}
 
 
+def test_a_deleted_subscription_is_answered_like_a_missing_one(admin):
+    sid = _subscription(admin)
+    write.delete(authenticate_bearer(f"Bearer {admin}"), resource_type="Subscription", fhir_id=sid)
+
+    async def scenario():
+        socket = await _open(admin)
+        # The Admin's rule allows every Subscription, so a read would say 410 Gone; a bind does not.
+        assert await _say(socket, f"bind {sid}") == f"error {sid} no such subscription"
+        await socket.disconnect()
+
+    run(scenario)
+
+
 def test_a_bad_token_is_refused(admin):
     async def scenario():
         socket = WebsocketCommunicator(application, PATH, headers=[(b"authorization", b"Bearer fpt_nope")])
