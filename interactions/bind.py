@@ -11,6 +11,11 @@ With a cursor (the subscription's event number, `Delivery.number`, also
 notifications delivered after it, oldest first, at most `limit` of them: the pings the client
 missed while it was away (docs/subscriptions.md, "WebSocket"). Only delivered notifications count:
 one withheld (the subscriber may no longer read what changed) or still pending was never sent.
+
+A socket outlives the moment it authenticated, so `caller_of` records who its caller is without
+their secret (as a Subscription records its subscriber) and `caller_alive` tells later whether that
+caller still is one (subscriptions/subscriber.py: the API token neither revoked nor expired, the
+identity not deleted, the OAuth client still configured...).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from authz.context import AccessContext
+from authz.context import AccessContext, Origin
 from resources import selectors
 from resources.outcomes import error
-from subscriptions.models import Delivery
+from subscriptions import subscriber
+from subscriptions.models import Delivery, SubscriptionState
+from subscriptions.state import subscriber_fields
 
 from .door import interaction
 
@@ -56,3 +63,12 @@ def bind(
         .values_list("number", flat=True)[: limit + 1]
     )
     return Binding(fhir_id, tuple(numbers[:limit]), len(numbers) > limit)
+
+
+def caller_of(ctx: AccessContext) -> dict:
+    return subscriber_fields(ctx)
+
+
+def caller_alive(caller: dict) -> bool:
+    state = SubscriptionState(**caller)  # never saved: the shape subscriber.context reads
+    return subscriber.context(state, request_id="websocket-recheck", origin=Origin("websocket")) is not None

@@ -19,7 +19,10 @@ The protocol, as docs/subscriptions.md ("WebSocket") documents it for clients:
 
 Authentication is the handshake's `Authorization: Bearer ...` header (a bad one refuses the
 handshake) or `bind-with-token`, once per socket; every bind is decided by the caller's rules as
-they are at that moment, and audited as a read of that Subscription. Heartbeats are WebSocket ping
+they are at that moment, and audited as a read of that Subscription. A binding is decided again
+before a ping when FHIR_WEBSOCKET_RECHECK_SECONDS have passed since its last decision: a credential
+revoked or expired (or whose identity was deleted) since closes the socket (`error credential ...`,
+code 4401); a Subscription no longer readable is unbound (`error <id> no such subscription`). Heartbeats are WebSocket ping
 frames sent by the server (daphne and runserver every 20 s of silence), never text messages that
 an R4 client would not understand.
 
@@ -34,6 +37,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -44,7 +48,7 @@ from django.conf import settings
 from authz.authentication import authenticate_bearer
 from authz.context import AccessContext, Origin
 from interactions import door
-from interactions.bind import bind
+from interactions.bind import bind, caller_alive, caller_of
 from resources.outcomes import FhirError
 
 from .channels import websocket
@@ -59,16 +63,22 @@ NOT_FOUND = "error {id} no such subscription"
 _USAGE = "error expected 'bind <id>', 'bind <id> <event number>', 'bind-with-token <token>' or 'unbind <id>'"
 
 
+class _CredentialGone(Exception):
+    """The socket's credential was revoked or expired, or its identity deleted, since it was shown."""
+
+
 @dataclass
 class _Bound:
     numbered: bool  # the client gave a cursor: its pings carry event numbers
     replayed: set[int] = field(default_factory=set)  # numbers the replay sent, not to send again
+    decided: float = field(default_factory=time.monotonic)  # when the bind was last decided
 
 
 class SubscriptionConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         websocket.serving_loop(asyncio.get_running_loop())
         self.ctx: AccessContext | None = None
+        self.caller: dict = {}
         self.bound: dict[str, _Bound] = {}
         header = _header(self.scope, b"authorization")
         if header is not None:
@@ -112,6 +122,18 @@ class SubscriptionConsumer(AsyncWebsocketConsumer):
         if number in bound.replayed:
             bound.replayed.discard(number)
             return
+        if time.monotonic() - bound.decided > settings.FHIR_WEBSOCKET_RECHECK_SECONDS:
+            verdict = await database_sync_to_async(self._recheck)(fhir_id)
+            if verdict == "credential":
+                await self.send("error credential no longer valid: authenticate again")
+                await self.close(code=CLOSE_UNAUTHORIZED)
+                return
+            if verdict == "refused":
+                self.bound.pop(fhir_id, None)
+                await self.channel_layer.group_discard(websocket.group_name(fhir_id), self.channel_name)
+                await self.send(NOT_FOUND.format(id=fhir_id))
+                return
+            bound.decided = time.monotonic()
         await self.send(f"ping {fhir_id} {number}" if bound.numbered else f"ping {fhir_id}")
 
     async def _bind(self, fhir_id: str, cursor_text: str | None) -> None:
@@ -140,6 +162,10 @@ class SubscriptionConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(group, self.channel_name)
         try:
             binding = await database_sync_to_async(self._decide)(fhir_id, cursor)
+        except _CredentialGone:
+            await self.send("error credential no longer valid: authenticate again")
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
         except FhirError as exc:
             if fhir_id not in self.bound:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -192,21 +218,36 @@ class SubscriptionConsumer(AsyncWebsocketConsumer):
         )
 
     def _authenticate(self, header: str) -> AccessContext:
-        return authenticate_bearer(
+        ctx = authenticate_bearer(
             header, request_id=_header(self.scope, b"x-request-id"), origin=self._origin("CONNECT")
         )
+        self.caller = caller_of(ctx)
+        return ctx
+
+    def _recheck(self, fhir_id: str) -> str:
+        """ "ok", "credential" (the socket's caller is no longer one) or "refused" (that bind)."""
+        try:
+            self._decide(fhir_id, None, method="RECHECK")
+        except _CredentialGone:
+            return "credential"
+        except FhirError:
+            return "refused"
+        return "ok"
 
     def _audit_refusal(self, exc: FhirError) -> None:
         ctx = AccessContext.public(uuid.uuid4().hex, self._origin("CONNECT"))
         door.record_outside(ctx, "bind", ("", ""), exc.status, exc.issues[0].diagnostics)
 
-    def _decide(self, fhir_id: str, cursor: int | None):
+    def _decide(self, fhir_id: str, cursor: int | None, method: str = "BIND"):
         # A fresh context per bind: the door keeps per-call notes on it, and a socket lives long
         # enough for memoised lookups (rule-set version, the identity's organisations) to go stale.
         assert self.ctx is not None
         ctx = dataclasses.replace(
-            self.ctx, request_id=uuid.uuid4().hex, origin=self._origin("BIND"), cache={}
+            self.ctx, request_id=uuid.uuid4().hex, origin=self._origin(method), cache={}
         )
+        if not caller_alive(self.caller):
+            door.record_outside(ctx, "read", ("Subscription", fhir_id), 401, "credential no longer valid")
+            raise _CredentialGone
         return bind(
             ctx,
             resource_type="Subscription",

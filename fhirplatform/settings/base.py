@@ -328,6 +328,8 @@ FHIR_SUBSCRIPTION_OUTBOX = env.bool("FHIR_SUBSCRIPTION_OUTBOX", default=True)
 # and subscriptions bound on one socket at most.
 FHIR_WEBSOCKET_REPLAY_LIMIT = _int_setting("FHIR_WEBSOCKET_REPLAY_LIMIT", 1000)
 FHIR_WEBSOCKET_MAX_BINDINGS = _int_setting("FHIR_WEBSOCKET_MAX_BINDINGS", 100)
+# Seconds after which a binding is decided again (credential and rules) before its next ping.
+FHIR_WEBSOCKET_RECHECK_SECONDS = _int_setting("FHIR_WEBSOCKET_RECHECK_SECONDS", 60, minimum=0)
 # Seconds between the periodic sweeps of the embedded worker.
 FHIR_WORKER_SWEEP_SECONDS = env.float("FHIR_WORKER_SWEEP_SECONDS", default=5.0)
 

@@ -242,6 +242,66 @@ def test_several_subscriptions_on_one_socket(admin):
     run(scenario)
 
 
+def test_a_revoked_credential_ends_the_socket_at_its_next_ping_or_bind(admin, settings):
+    settings.FHIR_WEBSOCKET_RECHECK_SECONDS = 0  # every ping decides its binding again
+    sid = _subscription(admin)
+    token, secret = tokens.mint(role="Admin", label="to revoke")
+
+    async def scenario():
+        socket = await _open(secret)
+        assert await _say(socket, f"bind {sid}") == f"bound {sid}"
+        await _notify(sid, 1)
+        assert await socket.receive_from(timeout=5) == f"ping {sid}"
+        await sync_to_async(tokens.revoke)(str(token.pk))
+        await _notify(sid, 2)
+        assert await socket.receive_from(timeout=5) == "error credential no longer valid: authenticate again"
+        assert (await socket.receive_output(timeout=5)) == {
+            "type": "websocket.close",
+            "code": CLOSE_UNAUTHORIZED,
+        }
+
+        late = await _open(admin)
+        other, other_secret = await sync_to_async(tokens.mint)(role="Admin")
+        unlucky = await _open(other_secret)
+        await sync_to_async(tokens.revoke)(str(other.pk))
+        assert await _say(unlucky, f"bind {sid}") == "error credential no longer valid: authenticate again"
+        await late.disconnect()
+
+    run(scenario)
+    assert AuditEntry.objects.filter(http_method="BIND", status=401, resource_id=sid).count() == 1
+
+
+def test_a_binding_no_longer_readable_is_dropped_at_its_next_ping(admin, settings):
+    settings.FHIR_WEBSOCKET_RECHECK_SECONDS = 0
+    ruleset.replace_rules(ruleset.parse_yaml(RULES))
+    sid = _subscription(admin, reason="shared")
+    watcher = tokens.mint(role="Watcher")[1]
+
+    async def scenario():
+        socket = await _open(watcher)
+        assert await _say(socket, f"bind {sid}") == f"bound {sid}"
+        await _notify(sid, 1)
+        assert await socket.receive_from(timeout=5) == f"ping {sid}"
+        body = {
+            "resourceType": "Subscription",
+            "id": sid,
+            "status": "active",
+            "reason": "secret now",
+            "criteria": "Observation",
+            "channel": {"type": "websocket"},
+        }
+        ctx = await sync_to_async(authenticate_bearer)(f"Bearer {admin}")
+        await sync_to_async(write.update)(ctx, resource_type="Subscription", fhir_id=sid, body=body)
+        await _notify(sid, 2)
+        assert await socket.receive_from(timeout=5) == f"error {sid} no such subscription"
+        await _notify(sid, 3)
+        assert await socket.receive_nothing(timeout=0.3)
+        await socket.disconnect()
+
+    run(scenario)
+    assert AuditEntry.objects.filter(http_method="RECHECK").count() == 2  # allowed once, then refused
+
+
 def _deliveries(sid: str, states: dict[int, str]) -> None:
     state = SubscriptionState.objects.get(fhir_id=sid)
     for number, status in states.items():
