@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from subscriptions.consumers import SubscriptionConsumer  # noqa: E402
+from subscriptions.worker import start_embedded  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -25,3 +26,8 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter([re_path(r"^fhir/websocket/?$", SubscriptionConsumer.as_asgi())]),
     }
 )
+
+# The embedded mode's background worker (deliveries, periodic jobs) lives in the server process, as
+# under WSGI (fhirplatform/wsgi.py): `make run` (runserver, daphne's) and daphne without a broker.
+# With the in-memory channel layer this is also what lets a delivery reach this process's sockets.
+start_embedded()

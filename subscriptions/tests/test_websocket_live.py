@@ -67,18 +67,60 @@ async def _text(ws: aiohttp.ClientWebSocketResponse, timeout: float = 10) -> str
 
 @pytest.fixture(scope="module")
 def daphne():
-    yield from serve(
-        lambda port: [
-            "daphne",
-            "--ping-interval",
-            "1",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "fhirplatform.asgi:application",
-        ]
-    )
+    # The embedded mode: no broker, the worker in the server process, the in-memory channel layer.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FHIR_WORKER", "embedded")
+        patch.setenv("FHIR_WORKER_SWEEP_SECONDS", "1")
+        yield from serve(
+            lambda port: [
+                "daphne",
+                "--ping-interval",
+                "1",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "fhirplatform.asgi:application",
+            ]
+        )
+
+
+def test_a_write_reaches_a_bound_socket_through_the_embedded_worker(daphne):
+    token = daphne.token("--role", "Admin", "--label", "websocket end to end")
+    sid = _subscription(daphne, token)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"}}
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(
+                _ws_url(daphne), headers={"Authorization": f"Bearer {token}"}
+            ) as ws:
+                await ws.send_str(f"bind {sid} 0")
+                assert [await _text(ws) for _ in range(2)] == [f"bound {sid}", f"replayed {sid} 0"]
+                for _ in range(2):
+                    async with session.post(
+                        f"{daphne.url}/Observation", json=observation, headers=headers
+                    ) as r:
+                        assert r.status == 201, await r.text()
+                assert [await _text(ws, timeout=20) for _ in range(2)] == [f"ping {sid} 1", f"ping {sid} 2"]
+            # Away, a third one; back, it is replayed from the cursor.
+            async with session.post(f"{daphne.url}/Observation", json=observation, headers=headers) as r:
+                assert r.status == 201
+            deadline = time.monotonic() + 20
+            while True:  # a fresh socket each time, until the worker has delivered it
+                async with session.ws_connect(
+                    _ws_url(daphne), headers={"Authorization": f"Bearer {token}"}
+                ) as ws:
+                    await ws.send_str(f"bind {sid} 2")
+                    answers = [await _text(ws), await _text(ws)]
+                    if answers[1] != f"replayed {sid} 2" or time.monotonic() > deadline:
+                        assert answers == [f"bound {sid}", f"ping {sid} 3"]
+                        assert await _text(ws) == f"replayed {sid} 3"
+                        break
+                await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
 
 
 def test_daphne_binds_replays_and_keeps_the_socket_alive_with_ping_frames(daphne):
