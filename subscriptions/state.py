@@ -19,7 +19,7 @@ from resources import hooks
 from resources.outcomes import error
 
 from . import definition
-from .models import SubscriptionState
+from .models import Delivery, SubscriptionState
 
 
 def _prepare(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dict, object]:
@@ -56,7 +56,10 @@ def _stored(ctx: AccessContext, one, note) -> None:
         fields.update(subscriber_fields(ctx))
         _within_limit(fields)
         if row is not None:
+            # Deleted, then created again with the same id: a new subscription, numbered from 0, and
+            # nothing of the old one replayed.
             fields["events_since_start"] = 0
+            Delivery.objects.filter(subscription=row).delete()
     if row is None:
         SubscriptionState.objects.create(resource_pk=one.pk, **fields)
     else:
