@@ -24,8 +24,10 @@ from .models import Attempt, Delivery, SubscriptionState
 
 def lease() -> timedelta:
     # Longer than any one attempt can take (connection and read timeouts), so a live attempt is
-    # never claimed twice.
-    return timedelta(seconds=settings.FHIR_SUBSCRIPTION_TIMEOUT * 3 + 30)
+    # never claimed twice; a shorter one (FHIR_SUBSCRIPTION_LEASE) hands a dead worker's deliveries
+    # on sooner, at the price of a second send, under the same key, of an attempt that was only slow.
+    seconds = settings.FHIR_SUBSCRIPTION_LEASE or settings.FHIR_SUBSCRIPTION_TIMEOUT * 3 + 30
+    return timedelta(seconds=seconds)
 
 
 def due(limit: int = 200) -> list[int]:
