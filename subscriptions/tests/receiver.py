@@ -20,6 +20,7 @@ class Received:
 class Receiver:
     server: ThreadingHTTPServer
     requests: list[Received] = field(default_factory=list)
+    arrived: list[str] = field(default_factory=list)  # paths of requests as they arrive, before `delay`
     status: int = 200
     delay: float = 0.0
 
@@ -40,6 +41,7 @@ def start() -> Receiver:
             receiver = holder["r"]
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            receiver.arrived.append(self.path)
             if receiver.delay:
                 threading.Event().wait(receiver.delay)
             receiver.requests.append(Received(self.command, self.path, dict(self.headers), body))
