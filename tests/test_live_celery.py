@@ -204,6 +204,7 @@ def stack():
         redis.start()
         env = {
             "REDIS_URL": redis.url,
+            "CELERY_BROKER_URL": redis.url,  # over one the environment may name
             "FHIR_WORKER": "celery",
             "FHIR_SUBSCRIPTION_ALLOWED_ENDPOINTS": "127.0.0.1",
             "FHIR_SUBSCRIPTION_TIMEOUT": "4",
