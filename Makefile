@@ -40,7 +40,7 @@ fmt: $(STAMP)
 
 test: lint
 	DJANGO_SETTINGS_MODULE=fhirplatform.settings.test $(PY) manage.py makemigrations --check --dry-run
-	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	bash bench/run.sh

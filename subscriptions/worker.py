@@ -91,7 +91,7 @@ def deliver(pk: int) -> float | None:
         log.exception("Channel %s failed on delivery %s", state.channel_type, pk)
         outcome = channels.Outcome(False, error=f"internal error: {type(exc).__name__}")
     wait = deliveries.record(delivery, outcome)
-    delivery.refresh_from_db(fields=["state", "attempts", "last_error"])
+    # As this attempt left it: a worker that lost its claim meanwhile leaves the status to the other.
     if delivery.state == Delivery.DEAD:
         text = deliveries.error_text(delivery)
         deliveries.mark_error(state, text)

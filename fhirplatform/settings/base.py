@@ -309,6 +309,12 @@ FHIR_SUBSCRIPTION_RETRIES = _int_setting("FHIR_SUBSCRIPTION_RETRIES", 6, minimum
 FHIR_SUBSCRIPTION_BACKOFF = env.float("FHIR_SUBSCRIPTION_BACKOFF", default=2.0)
 FHIR_SUBSCRIPTION_BACKOFF_MAX = env.float("FHIR_SUBSCRIPTION_BACKOFF_MAX", default=3600.0)
 FHIR_SUBSCRIPTION_TIMEOUT = env.float("FHIR_SUBSCRIPTION_TIMEOUT", default=10.0)
+# How long a claimed delivery stays with its worker before the sweep may give it to another (the
+# worker died mid-attempt): longer than one attempt can take. 0, the default, means three timeouts
+# (connect, send, read) and 30 s for the rest of the attempt.
+FHIR_SUBSCRIPTION_LEASE = env.float("FHIR_SUBSCRIPTION_LEASE", default=0.0)
+if FHIR_SUBSCRIPTION_LEASE and FHIR_SUBSCRIPTION_LEASE <= FHIR_SUBSCRIPTION_TIMEOUT:
+    raise ImproperlyConfigured("FHIR_SUBSCRIPTION_LEASE must be longer than FHIR_SUBSCRIPTION_TIMEOUT")
 FHIR_SUBSCRIPTION_MAX_PAYLOAD = _int_setting("FHIR_SUBSCRIPTION_MAX_PAYLOAD", 1024 * 1024)
 # Subscriptions one subscriber may hold (not deleted); each costs matching work on every write.
 FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER = _int_setting("FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER", 100)
