@@ -30,9 +30,11 @@ def lease() -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def due(limit: int = 200) -> list[int]:
-    """Deliveries whose time has come: pending ones, and claimed ones whose worker went quiet."""
-    now = timezone.now()
+def due(limit: int = 200, *, late: float = 0.0) -> list[int]:
+    """Deliveries whose time has come: pending ones, and claimed ones whose worker went quiet.
+    `late`: only those due for at least that many seconds (a queue that already holds their task has
+    had that long to run it)."""
+    now = timezone.now() - timedelta(seconds=late)
     return list(
         Delivery.objects.filter(Q(state=Delivery.PENDING) | Q(state=Delivery.SENDING), next_attempt__lte=now)
         .order_by("next_attempt")

@@ -138,12 +138,13 @@ def retry_dead(pks: list[int] | None = None, *, subscription: str | None = None)
     return count
 
 
-def sweep() -> list[int]:
-    """The periodic step: stop ended subscriptions, match what is pending, return what is due."""
+def sweep(*, late: float = 0.0) -> list[int]:
+    """The periodic step: stop ended subscriptions, match what is pending, return what is due
+    (for at least `late` seconds)."""
     deliveries.expire()
     while matching.dispatch():
         pass
-    return deliveries.due()
+    return deliveries.due(late=late)
 
 
 def drain(rounds: int = 20) -> None:
