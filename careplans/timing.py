@@ -22,7 +22,14 @@ Choices (the spec leaves them to the server):
 - `dayOfWeek` with a period in weeks keeps calendar weeks (Monday first) every `period` weeks from
   the start's week; with days or shorter periods it filters; with months or years it is ambiguous
   (every Monday? the first?) and is reported, not computed.
-- Times of day given explicitly (`timeOfDay`, `when`, a code) win over `frequency`.
+- Times of day given explicitly (`timeOfDay`, `when`, a code) win over `frequency`; a mismatch is
+  reported. `frequency` > 1 without them spreads evenly over each period from the start's local
+  time of day (3 per day from 07:00: 07:00, 15:00, 23:00).
+- `Timing.code` (the first coding's code, whatever its system): data in `repeat` wins, the code
+  fills what it lacks (BID with "2 per day" takes the configured BID times instead of spreading
+  from the start's time of day); Q4H-like codes without configured times spread from the start.
+- A `when` offset is counted from the meal for AC*/PC* codes and from the code's own time otherwise;
+  a time pushed across midnight stays on its day.
 - `count` is the total over the whole schedule: occurrences are counted from the schedule start
   whatever window is asked, so occurrence k is the same in every window. `countMax`,
   `frequencyMax`, `periodMax` and `durationMax` (beside `duration`) are reported and the lower
@@ -42,6 +49,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -195,20 +203,22 @@ def occurrences(
         if value.tzinfo is None:
             raise ValueError(f"{name} must be an aware datetime")
     warnings: list[str] = []
-    try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    tz = _zone(zone)
+    if tz is None:
         return Schedule([], [f"unknown time zone '{zone}': the schedule is not computed"], exhausted=True)
     if not isinstance(timing, dict):
         return Schedule([], ["Timing is not an object: nothing computed"], exhausted=True)
-    plan = _Plan.compile(
-        timing,
-        tz=tz,
-        anchor=anchor.astimezone(UTC),
-        code_times=DEFAULT_CODE_TIMES if code_times is None else code_times,
-        when_times=DEFAULT_WHEN_TIMES if when_times is None else when_times,
-        warnings=warnings,
-    )
+    try:
+        plan = _Plan.compile(
+            timing,
+            tz=tz,
+            anchor=anchor.astimezone(UTC),
+            code_times=DEFAULT_CODE_TIMES if code_times is None else code_times,
+            when_times=DEFAULT_WHEN_TIMES if when_times is None else when_times,
+            warnings=warnings,
+        )
+    except OverflowError:  # an anchor at the edge of the calendar (year 1 or 9999)
+        return Schedule([], [*warnings, "dates out of range: nothing computed"], exhausted=True)
     window_start, window_end = window_start.astimezone(UTC), window_end.astimezone(UTC)
     found: list[Occurrence] = []
     truncated = False
@@ -279,11 +289,16 @@ def _tz_code(period: object) -> str | None:
 
 
 def _known_zone(name: str) -> bool:
+    return _zone(name) is not None
+
+
+def _zone(name: object) -> ZoneInfo | None:
+    """The zone named `name`, None for anything else ('America' is a directory of the tz database,
+    a long name is an OSError: client text is never trusted to be a zone)."""
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        return None
 
 
 # -- local wall clock <-> UTC ---------------------------------------------------------------------
@@ -362,7 +377,16 @@ class _When(NamedTuple):
 
 def _parse_datetime(text: object, tz: tzinfo) -> _When:
     """A date/dateTime/instant; without an offset it is read in the patient's zone."""
-    match = _DATETIME_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not isinstance(text, str):
+        raise ValueError(f"'{text}' is not a FHIR dateTime")
+    return _parse_datetime_text(text, tz)
+
+
+# Plans share their few dates and times: parsing each once per process is a third of a call's cost.
+# Pure (zones are immutable), bounded, thread-safe.
+@lru_cache(maxsize=4096)
+def _parse_datetime_text(text: str, tz: tzinfo) -> _When:
+    match = _DATETIME_RE.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"'{text}' is not a FHIR dateTime")
     part = match.groupdict()
@@ -393,7 +417,14 @@ def _offset(text: str) -> timedelta:
 
 
 def _parse_time(text: object) -> timedelta:
-    match = _TIME_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not isinstance(text, str):
+        raise ValueError(f"'{text}' is not a time of day (HH:MM or HH:MM:SS)")
+    return _parse_time_text(text)
+
+
+@lru_cache(maxsize=1024)
+def _parse_time_text(text: str) -> timedelta:
+    match = _TIME_RE.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"'{text}' is not a time of day (HH:MM or HH:MM:SS)")
     hour, minute, second = int(match["hour"]), int(match["minute"]), int(match["second"] or 0)
@@ -476,19 +507,24 @@ class _Plan:
         repeat = dict(repeat or {})
         origin = plan._bounds(repeat, anchor, warnings)
         plan._length(repeat, warnings)
+        # R4: the code states the whole schedule and "either the code or the data may be used".
+        # Data given wins; the code fills what it lacks (BID with frequency 2 per day takes the
+        # institution's BID times rather than spreading from midnight).
         code = _code(timing.get("code"))
         structured = any(key in repeat for key in ("period", "timeOfDay", "when", "frequency"))
-        if code is not None and not structured:
-            if code in code_times or code in CODE_PERIODS:
+        if code is not None and (code in code_times or code in CODE_PERIODS):
+            if "period" not in repeat:
                 period, unit = CODE_PERIODS.get(code, (1, "d"))
                 repeat.update(period=period, periodUnit=unit)
-                if code in code_times:
-                    repeat["timeOfDay"] = list(code_times[code])
-            else:
-                warnings.append(f"Timing.code '{code}' has no times configured: not computed")
+            if code in code_times and not repeat.get("timeOfDay") and not repeat.get("when"):
+                repeat["timeOfDay"] = _as_list(code_times[code])
+        elif code is not None and not structured:
+            warnings.append(f"Timing.code '{code}' has no times configured: not computed")
         if "event" in timing:
             plan._events(timing["event"], warnings)
-        if origin is not None and any(key in repeat for key in _RULE_KEYS):
+        if origin is None:
+            pass  # the bounds are unusable, and reported
+        elif any(key in repeat for key in _RULE_KEYS):
             plan._rule(repeat, origin, when_times, warnings)
         elif "event" not in timing and (code is None or structured):
             warnings.append("Timing has no event, code, period or times of day: nothing computed")
@@ -514,6 +550,9 @@ class _Plan:
                     self.end = _parse_datetime(period["end"], self.tz).after
             except (ValueError, OverflowError) as error:
                 warnings.append(f"Timing.repeat.boundsPeriod: {error}: nothing computed")
+                return None
+            if self.end is not None and self.end <= self.start:
+                warnings.append("Timing.repeat.boundsPeriod ends before it starts: nothing computed")
                 return None
         elif "boundsDuration" in repeat:
             length = _duration(repeat["boundsDuration"], "Timing.repeat.boundsDuration", warnings)
@@ -732,6 +771,9 @@ class _Plan:
         """All occurrence starts (UTC), sorted and distinct, from the first one that may be in a
         window starting at window_start (from the schedule start when `count` needs counting)."""
         rule = self._rule_instants(window_start) if self.candidates is not None else iter(())
+        if not self.events:
+            yield from rule  # already distinct
+            return
         previous = None
         for moment in heapq.merge(rule, self.events):
             if moment != previous:

@@ -395,9 +395,20 @@ def test_codes():
     ]
     unknown = run({"code": {"coding": [{"code": "Q7X"}]}}, *day)
     assert unknown.occurrences == [] and "Q7X" in unknown.warnings[0]
-    # Structured data wins over the code.
+    # Times given in the data win over the code; the code fills what the data lacks.
     both = {"code": {"coding": [{"code": "BID"}]}, "repeat": {"timeOfDay": ["10:00:00"]}}
     assert local_starts(run(both, *day), "UTC") == ["2024-01-01 10:00"]
+    filled = {
+        "code": {"coding": [{"code": "BID"}]},
+        "repeat": {"frequency": 2, "period": 1, "periodUnit": "d"},
+    }
+    assert local_starts(run(filled, *day), "UTC") == ["2024-01-01 08:00", "2024-01-01 20:00"]
+    assert run(filled, *day).warnings == []
+    structured = {
+        "code": {"coding": [{"code": "LOCAL"}]},
+        "repeat": {"frequency": 1, "period": 1, "periodUnit": "d"},
+    }
+    assert local_starts(run(structured, *day, anchor=utc(2023, 1, 1, 9)), "UTC") == ["2024-01-01 09:00"]
 
 
 def test_events():
@@ -443,6 +454,14 @@ def test_once():
         {"repeat": {"dayOfWeek": ["someday"]}},
         {"repeat": {"frequency": 2}},
         {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "count": "3"}},
+        {
+            "repeat": {
+                "frequency": 1,
+                "period": 1,
+                "periodUnit": "d",
+                "boundsPeriod": {"start": "2024-01-05", "end": "2024-01-02"},
+            }
+        },
     ],
 )
 def test_what_cannot_be_computed_is_reported(timing):
@@ -451,9 +470,10 @@ def test_what_cannot_be_computed_is_reported(timing):
     assert schedule.warnings
 
 
-def test_unknown_zone():
-    schedule = run(daily("08:00:00"), utc(2024, 1, 1), utc(2024, 1, 10), zone="Mars/Olympus")
-    assert schedule.occurrences == [] and "Mars/Olympus" in schedule.warnings[0]
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "America", "../etc/passwd", "", "x" * 300, "utc"])
+def test_unknown_zone(zone):
+    schedule = run(daily("08:00:00"), utc(2024, 1, 1), utc(2024, 1, 10), zone=zone)
+    assert schedule.occurrences == [] and "unknown time zone" in schedule.warnings[0]
 
 
 def test_runaway_schedules_are_cut_with_a_warning():
@@ -471,6 +491,13 @@ def test_runaway_schedules_are_cut_with_a_warning():
         limit=100,
     )
     assert len(schedule.occurrences) == 100 and schedule.truncated
+
+
+def test_the_edges_of_the_calendar():
+    last = run(daily("08:00:00"), utc(9999, 12, 30), utc(9999, 12, 31, 23), zone="Pacific/Kiritimati")
+    assert last.exhausted
+    first = run(daily("08:00:00"), utc(1, 1, 1), utc(1, 1, 3), zone="America/New_York", anchor=utc(1, 1, 1))
+    assert first.warnings or first.occurrences
 
 
 def test_naive_datetimes_are_refused():
@@ -499,6 +526,8 @@ def test_zone_of():
     assert zone_of({}, None, "Asia/Kolkata") == ("Asia/Kolkata", [])
     zone, warnings = zone_of(plan, {"repeat": {"boundsPeriod": _start("Nowhere/Town")}}, "UTC")
     assert zone == "Europe/Berlin" and "Nowhere/Town" in warnings[0]
+    zone, warnings = zone_of(plan, {"repeat": {"boundsPeriod": _start("Europe")}}, "UTC")
+    assert zone == "Europe/Berlin" and "Europe" in warnings[0]
     with pytest.raises(ValueError):
         zone_of({}, None, "Nowhere/Town")
 
