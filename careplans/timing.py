@@ -309,10 +309,15 @@ def to_utc(local: datetime, tz: tzinfo) -> datetime:
 
     A repeated local time is its first pass (fold=0); a skipped one moves to the end of the gap.
     """
-    local = local.replace(microsecond=0)
+    if local.microsecond:
+        local = local.replace(microsecond=0)
     moment = local.replace(tzinfo=tz).astimezone(UTC)
-    if moment.astimezone(tz).replace(tzinfo=None) == local:
-        return moment
+    back = moment.astimezone(tz)
+    # Read back on the wall clock: only a time in a gap reads differently (later by the gap, which
+    # is less than a month). Field by field, as building a naive copy costs more than the rest.
+    if back.second == local.second and back.minute == local.minute and back.hour == local.hour:
+        if back.day == local.day:
+            return moment
     # In a gap: fold=1 reads it with the offset after the change, which lands before the change;
     # fold=0 with the offset before, after it. The change is the first instant whose clock reads
     # past `local`; transitions are whole seconds, so bisect seconds.
@@ -839,8 +844,8 @@ def _time_of(moment: datetime) -> timedelta:
 
 
 # -- candidate generators: naive local times in non-decreasing order ------------------------------
-# Each takes a hint (a local time; None = from the start) and begins one period before the one
-# holding the hint, so that no candidate at or after the hint is skipped.
+# Each takes a hint (a local time; None = from the start) and skips the periods whose candidates all
+# lie before it: the caller needs nothing before the hint.
 
 
 def _grid(
@@ -852,7 +857,7 @@ def _grid(
         step = 0
         if hint is not None and hint > origin:
             elapsed = (hint - origin) // timedelta(microseconds=1)
-            step = max(0, elapsed * frequency // period_us - 1)
+            step = elapsed * frequency // period_us  # the last candidate at or before the hint
         while True:
             yield origin + timedelta(microseconds=step * period_us // frequency)
             step += 1
@@ -864,7 +869,7 @@ def _days(hint: datetime | None, every: int, first: date) -> int:
     """The first period (of `every` days from `first`) worth generating for `hint`."""
     if hint is None or hint.date() <= first:
         return 0
-    return max(0, (hint.date() - first).days // every - 1)
+    return (hint.date() - first).days // every  # earlier periods end before the hint's day
 
 
 def _daily(

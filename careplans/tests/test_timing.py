@@ -802,24 +802,34 @@ def test_any_input_answers_a_schedule_never_an_exception(repeat, extra, zone, st
 
 
 def test_fourteen_days_of_two_daily_activities_is_fast(capsys):
+    """Best of five batches of 100 plans (the machine is shared): per plan and per occurrence."""
     bid = {
         "code": {"coding": [{"code": "BID"}]},
         "repeat": {"boundsPeriod": {"start": "2024-01-01"}},
     }
     morning = daily("08:00:00", boundsPeriod={"start": "2024-01-01", "end": "2026-12-31"})
     start, end = utc(2025, 3, 20), utc(2025, 4, 3)  # across Berlin's spring-forward
-    found = 0
-    rounds = 200
+    plans, best = 100, float("inf")
+    for _ in range(5):
+        found = 0
+        started = clock.perf_counter()
+        for _ in range(plans):
+            for timing in (bid, morning):
+                found += len(
+                    run(timing, start, end, zone="Europe/Berlin", anchor=utc(2024, 1, 1)).occurrences
+                )
+        best = min(best, clock.perf_counter() - started)
+        assert found == plans * (28 + 14)
+    hour = (utc(2025, 4, 3, 6), utc(2025, 4, 3, 7))  # one hourly horizon extension: one occurrence
     started = clock.perf_counter()
-    for _ in range(rounds):
+    for _ in range(plans):
         for timing in (bid, morning):
-            found += len(run(timing, start, end, zone="Europe/Berlin", anchor=utc(2024, 1, 1)).occurrences)
-    elapsed = clock.perf_counter() - started
-    assert found == rounds * (28 + 14)
-    per_occurrence = elapsed / found * 1e6
-    per_plan = elapsed / rounds * 1e6
+            run(timing, *hour, zone="Europe/Berlin", anchor=utc(2024, 1, 1))
+    extension = clock.perf_counter() - started
+    per_occurrence = best / (plans * 42) * 1e6
     with capsys.disabled():
         print(
-            f"\n14 days, two daily activities: {per_plan:.0f} us per plan, {per_occurrence:.1f} us per occurrence"
+            f"\n14 days, two daily activities: {best / plans * 1e6:.0f} us per plan (42 occurrences), "
+            f"{per_occurrence:.1f} us per occurrence; a one-hour window: {extension / plans * 1e6:.0f} us per plan"
         )
     assert per_occurrence < 100  # tens of microseconds; loose for a shared machine
