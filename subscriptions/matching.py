@@ -28,6 +28,7 @@ from resources.models import Resource, ResourceVersion
 from resources.outcomes import FhirError
 from resources.search.conditional import criteria_filter, parse_criteria
 
+from . import outbox
 from .models import Delivery, Event, SubscriptionState
 
 
@@ -73,6 +74,7 @@ def dispatch(limit: int = 500) -> list[int]:
             if states:
                 for state in _matching(event, states):
                     created.append(_owe(event, state, now))
+        outbox.consume(events)
         Event.objects.filter(pk__in=[e.pk for e in events]).update(dispatched=True)
     return [pk for pk in created if pk]
 

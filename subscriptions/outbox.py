@@ -20,6 +20,7 @@ from .models import Event
 
 log = logging.getLogger(__name__)
 _wakers: list[Callable[[], None]] = []
+_consumers: list[Callable[[list[Event]], None]] = []
 
 
 def on_wake(waker: Callable[[], None]) -> None:
@@ -43,6 +44,18 @@ def _record(changes: list[hooks.Change]) -> None:
     )
     if _wakers:
         transaction.on_commit(wake)
+
+
+def on_events(consumer: Callable[[list[Event]], None]) -> None:
+    """`consumer(events)` sees every batch of events as it is matched, in the transaction that marks
+    them dispatched (so what it records is kept exactly when the events are consumed)."""
+    if consumer not in _consumers:
+        _consumers.append(consumer)
+
+
+def consume(events: list[Event]) -> None:
+    for consumer in _consumers:
+        consumer(events)
 
 
 def wake() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -157,6 +158,18 @@ def drain(rounds: int = 20) -> None:
             deliver(pk)
 
 
+# --- periodic jobs --------------------------------------------------------------------------------
+
+_jobs: list[tuple[str, float, Callable[[], object]]] = []
+
+
+def periodic(name: str, every: float, job: Callable[[], object]) -> None:
+    """Run `job()` every `every` seconds in the embedded worker (0: every round, i.e. after each
+    wake-up). Under Celery the same jobs are beat entries (settings CELERY_BEAT_SCHEDULE)."""
+    if all(existing != name for existing, _, _ in _jobs):
+        _jobs.append((name, every, job))
+
+
 # --- the embedded worker -------------------------------------------------------------------------
 
 
@@ -170,6 +183,7 @@ class EmbeddedWorker:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="subscription-worker", daemon=True)
         self._last_purge = 0.0
+        self._last_run: dict[str, float] = {}
 
     def start(self) -> None:
         outbox.on_wake(self._wake.set)
@@ -196,6 +210,16 @@ class EmbeddedWorker:
                     continue
                 self._running.add(pk)
             self._pool.submit(self._deliver, pk)
+        # After the deliveries are on their way: a long job (a materialisation) holds up no notification.
+        for name, every, job in list(_jobs):
+            if time.monotonic() - self._last_run.get(name, float("-inf")) >= every:
+                self._last_run[name] = time.monotonic()
+                try:
+                    job()
+                except Exception:
+                    log.exception("Periodic job %s failed; it runs again at its next turn", name)
+                finally:
+                    close_old_connections()
 
     def _deliver(self, pk: int) -> None:
         try:

@@ -138,6 +138,10 @@ CELERY_BEAT_SCHEDULE = {
     # Finds what a lost wake-up or a dead worker left behind, retries what is due, expires ended
     # subscriptions and trims old events.
     "subscriptions-sweep": {"task": "subscriptions.sweep", "schedule": 5.0},
+    # CarePlans: changed plans planned again, the rolling horizon moved, opened and closed windows.
+    "careplans-plan": {"task": "careplans.plan", "schedule": 30.0},
+    "careplans-extend": {"task": "careplans.extend", "schedule": 3600.0},
+    "careplans-advance": {"task": "careplans.advance", "schedule": 60.0},
 }
 
 CHANNEL_LAYERS = {
@@ -338,6 +342,33 @@ FHIR_WEBSOCKET_MAX_BINDINGS = _int_setting("FHIR_WEBSOCKET_MAX_BINDINGS", 100)
 FHIR_WEBSOCKET_RECHECK_SECONDS = _int_setting("FHIR_WEBSOCKET_RECHECK_SECONDS", 60, minimum=0)
 # Seconds between the periodic sweeps of the embedded worker.
 FHIR_WORKER_SWEEP_SECONDS = env.float("FHIR_WORKER_SWEEP_SECONDS", default=5.0)
+
+# --- CarePlan scheduling (careplans/) ---
+# Every active CarePlan is materialised, not only those tagged careplan-scheduling|materialize.
+FHIR_CAREPLAN_ALL_ACTIVE = env.bool("FHIR_CAREPLAN_ALL_ACTIVE", default=False)
+# How far ahead Tasks are made (the rolling horizon), days.
+FHIR_CAREPLAN_HORIZON_DAYS = _int_setting("FHIR_CAREPLAN_HORIZON_DAYS", 14)
+# The zone of plans that name none (IANA name).
+FHIR_DEFAULT_TIMEZONE = env.str("FHIR_DEFAULT_TIMEZONE", default="UTC")
+try:
+    import zoneinfo as _zoneinfo
+
+    _zoneinfo.ZoneInfo(FHIR_DEFAULT_TIMEZONE)
+except Exception as _exc:
+    raise ImproperlyConfigured(
+        f"FHIR_DEFAULT_TIMEZONE '{FHIR_DEFAULT_TIMEZONE}' is not an IANA zone"
+    ) from _exc
+# Local times of Timing.code (BID, TID...) and of Timing.repeat.when (MORN, ACM, HS...): JSON objects
+# that replace the defaults of careplans/timing.py entry by entry.
+FHIR_CAREPLAN_CODE_TIMES = env.json("FHIR_CAREPLAN_CODE_TIMES", default={})
+FHIR_CAREPLAN_WHEN_TIMES = env.json("FHIR_CAREPLAN_WHEN_TIMES", default={})
+# The status a Task takes when its window closes unfulfilled ("failed"), or "" to leave it.
+FHIR_CAREPLAN_OVERDUE_STATUS = env.str("FHIR_CAREPLAN_OVERDUE_STATUS", default="failed")
+if FHIR_CAREPLAN_OVERDUE_STATUS not in ("", "failed", "cancelled", "rejected"):
+    raise ImproperlyConfigured("FHIR_CAREPLAN_OVERDUE_STATUS must be failed, cancelled, rejected or empty")
+# Tasks moved to ready/overdue per run of the minute job, and plans per materialisation batch.
+FHIR_CAREPLAN_ADVANCE_BATCH = _int_setting("FHIR_CAREPLAN_ADVANCE_BATCH", 2000)
+FHIR_CAREPLAN_BATCH_PLANS = _int_setting("FHIR_CAREPLAN_BATCH_PLANS", 200)
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,7 @@ from . import (
     delete,
     everything,
     history,
+    materialize,
     patch,
     read,
     search,
@@ -129,6 +130,13 @@ def _everything(request: HttpRequest, resource_type: str, fhir_id: str | None) -
     if request.method in ("GET", "HEAD"):
         return everything.everything(request, fhir_id)
     raise _method_not_allowed(request, "GET")
+
+
+@fhir_view(operations={"POST": "materialize"})
+def instance_materialize(request: HttpRequest, resource_type: str, fhir_id: str) -> HttpResponse:
+    if resource_type != "CarePlan":
+        raise error(404, "not-found", f"No operation $materialize on {resource_type} (only on CarePlan)")
+    return materialize.materialize(request, fhir_id)
 
 
 @fhir_view(operations={"GET": "read"})

@@ -22,6 +22,7 @@ urlpatterns = [
     re_path(rf"^{_TYPE}/\$everything/?$", routes.type_everything),
     re_path(rf"^{_TYPE}/{_ID}/\$everything/?$", routes.instance_everything),
     re_path(rf"^{_TYPE}/{_ID}/\$status/?$", routes.instance_status),
+    re_path(rf"^{_TYPE}/{_ID}/\$materialize/?$", routes.instance_materialize),
     re_path(rf"^{_TYPE}/{_ID}/_history/?$", routes.instance_history),
     re_path(rf"^{_TYPE}/{_ID}/_history/(?P<version_id>[^/]+)/?$", routes.version),
     re_path(rf"^{_TYPE}/{_ID}/{_MEMBER}/?$", routes.compartment),
