@@ -43,7 +43,7 @@ Choices (the spec leaves them to the server):
   `frequencyMax`, `periodMax` and `durationMax` (beside `duration`) are reported and the lower
   bound used.
 - `repeat.bounds` limits `event`s and code schedules too (R4: "bounds still applies over the code");
-  `count` limits the repeat rule only.
+  the anchor does not limit events, and `count` limits the repeat rule only.
 - An occurrence's window ends after `duration` when given, else at the next occurrence, capped at
   24 hours and at the bounds' end.
 """

@@ -426,6 +426,25 @@ def test_events():
     assert schedule.exhausted
 
 
+def test_events_with_a_rule_and_bounds():
+    timing = {
+        "event": ["2024-01-01T09:00:00Z", "2024-01-02T08:00:00Z", "2024-01-09T12:00:00Z"],
+        "repeat": {
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "d",
+            "timeOfDay": ["08:00:00"],
+            "count": 2,
+            "boundsPeriod": {"start": "2024-01-01T08:30:00Z", "end": "2024-01-05"},
+        },
+    }
+    schedule = run(timing, utc(2023, 12, 1), utc(2024, 2, 1))
+    # 01-01 09:00 (event), 01-02 08:00 (rule and event, once), 01-03 08:00 (rule); count is the rule's;
+    # the event of 01-09 is after the bounds.
+    assert local_starts(schedule, "UTC") == ["2024-01-01 09:00", "2024-01-02 08:00", "2024-01-03 08:00"]
+    assert schedule.occurrences[0].end == utc(2024, 1, 2, 8)
+
+
 def test_windows_end_after_duration_else_next_capped():
     with_duration = daily("08:00:00", "09:00:00", duration=30, durationUnit="min")
     schedule = run(with_duration, utc(2024, 1, 1), utc(2024, 1, 2))
