@@ -6,6 +6,14 @@ code -> local times mapping, https://hl7.org/fhir/R4/valueset-timing-abbreviatio
 (https://hl7.org/fhir/R4/valueset-event-timing.html), bounds[x], count, duration). Pure functions:
 no database, no Django; the settings (code and meal times, default zone) come in as arguments.
 
+Use:
+    zone, notes = zone_of(careplan, timing, settings.FHIR_DEFAULT_TIMEZONE)
+    schedule = occurrences(timing, window_start=now, window_end=now + horizon, anchor=plan_start,
+                           zone=zone, code_times=..., when_times=...)
+    for start, end in schedule.occurrences: ...    # aware UTC, [start, end)
+    notes + schedule.warnings                       # OperationOutcome warnings for the write
+    schedule.exhausted                              # nothing after window_end: stop extending
+
 Choices (the spec leaves them to the server):
 - Grids follow the local wall clock, sub-daily ones too: a daily 08:00 stays 08:00 local across DST,
   and "every 8 h from 07:00" is 07:00, 15:00, 23:00 local every day. Lengths (`duration`,
@@ -35,7 +43,7 @@ Choices (the spec leaves them to the server):
   `frequencyMax`, `periodMax` and `durationMax` (beside `duration`) are reported and the lower
   bound used.
 - `repeat.bounds` limits `event`s and code schedules too (R4: "bounds still applies over the code");
-  `count` limits the repeat rule only.
+  the anchor does not limit events, and `count` limits the repeat rule only.
 - An occurrence's window ends after `duration` when given, else at the next occurrence, capped at
   24 hours and at the bounds' end.
 """
@@ -56,7 +64,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 TZ_CODE_URL = "http://hl7.org/fhir/StructureDefinition/tz-code"
 
 # Local times for the R4 TimingAbbreviation codes (v3 GTSAbbreviation), "at institution specified
-# times": the proposed defaults for the FHIR_TIMING_CODE_TIMES setting. Codes listed in CODE_PERIODS
+# times": the proposed defaults of the setting that maps codes to times. Codes listed in CODE_PERIODS
 # but missing here spread from the schedule start (Q4H from a plan starting 09:00: 09:00, 13:00...).
 DEFAULT_CODE_TIMES: dict[str, list[str]] = {
     "QD": ["08:00"],
@@ -84,7 +92,7 @@ CODE_PERIODS: dict[str, tuple[int, str]] = {
     "MO": (1, "mo"),
 }
 
-# Local times of the EventTiming codes: the proposed defaults for the meal/sleep time setting.
+# Local times of the EventTiming codes: the proposed defaults of the meal/sleep time setting.
 # A "before/after meal" code without `offset` means its own time here (30 minutes from the meal, so
 # that `when: [ACM, PCM]` gives two occurrences); with an `offset`, the minutes are counted from the
 # meal itself, as R4 defines offset ("the number of minutes from the event").
@@ -149,7 +157,7 @@ _UNITS = frozenset(_FIXED_UNITS) | frozenset(_DAY_UNITS) | frozenset(_MONTH_UNIT
 # Runaway guards: what one call returns, and how many candidate times it may look at to get there
 # (a rule such as 1000 per second, or `count` far in the past, stops here with a warning).
 MAX_OCCURRENCES_PER_WINDOW = 5000
-MAX_SCAN = 200_000
+MAX_SCAN = 100_000
 _DEFAULT_WINDOW_CAP = timedelta(hours=24)
 _SECOND = timedelta(seconds=1)
 _DAY = timedelta(days=1)
@@ -720,7 +728,9 @@ class _Plan:
             return
         seconds = period * (_FIXED_UNITS[unit] if unit in _FIXED_UNITS else 86400 * _DAY_UNITS[unit])
         if seconds < frequency:
-            warnings.append("more than one occurrence per second: occurrences are kept to whole seconds")
+            # Task identifiers are to the second: such occurrences cannot be told apart.
+            warnings.append("Timing.repeat asks for more than one occurrence per second: not computed")
+            return
         self.candidates = _grid(origin, int(seconds * 1_000_000), frequency)
 
     def _times(self, repeat: dict, when_times: dict[str, str], warnings: list[str]) -> list[timedelta] | None:
