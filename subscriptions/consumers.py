@@ -148,7 +148,7 @@ class SubscriptionConsumer(AsyncWebsocketConsumer):
             return
         cursor = None
         if cursor_text is not None:
-            if not cursor_text.isdigit() or len(cursor_text) > 18:
+            if not (cursor_text.isascii() and cursor_text.isdigit()) or len(cursor_text) > 18:
                 await self.send(f"error {fhir_id} the event number must be a non-negative integer")
                 return
             cursor = int(cursor_text)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from django.utils import timezone
@@ -110,8 +110,19 @@ def parse_criteria(ctx: AccessContext, criteria: object) -> tuple[str, list[tupl
     return resource_type, pairs
 
 
-def parse(ctx: AccessContext, body: dict, kept_headers: list[str]) -> Parsed:
-    """Check a Subscription body (already valid R4) and return what the server keeps of it."""
+@dataclass(frozen=True)
+class Kept:
+    """The secrets a live subscription holds (its header values, its endpoint's password)."""
+
+    endpoint: str
+    headers: list[str]
+
+
+def parse(ctx: AccessContext, body: dict, kept: Kept | None) -> Parsed:
+    """Check a Subscription body (already valid R4) and return what the server keeps of it.
+    `kept`: what the subscription held before this write (None: a new subscription, or one deleted);
+    a masked value keeps its secret only while the endpoint's origin stays the same, so a secret is
+    never sent anywhere but where its owner sent it."""
     status = body.get("status")
     criteria_type, _ = parse_criteria(ctx, body.get("criteria"))
     channel = body.get("channel") or {}
@@ -133,15 +144,18 @@ def parse(ctx: AccessContext, body: dict, kept_headers: list[str]) -> Parsed:
             "without content, or ask for application/fhir+json",
             expression=("Subscription.channel.payload",),
         )
-    endpoint = channel.get("endpoint") or ""
+    endpoint = _unmasked_endpoint(channel.get("endpoint") or "", kept)
     try:
         endpoints.check(channel_type, endpoint)
     except endpoints.EndpointRefused as exc:
         raise _unprocessable(str(exc), "Subscription.channel.endpoint") from exc
-    headers = _headers(channel.get("header") or [], kept_headers)
+    same_origin = kept is not None and endpoints.origin(kept.endpoint) == endpoints.origin(endpoint)
+    headers = _headers(channel.get("header") or [], kept.headers if same_origin else [])
     end = None
     if body.get("end"):
         end = _instant(body["end"])
+    if status not in ("off", "error") and end is not None and end <= timezone.now():
+        status = "off"  # ended already: R4 turns a subscription off at its end
     return Parsed(
         # Accepted at once: `requested` (and `active`) is active; `off` and `error` deliver nothing
         # until the client asks for the subscription again.
@@ -164,11 +178,42 @@ def _instant(value: str) -> datetime:
             f"Subscription.end '{value}' is not an instant", expression=("Subscription.end",)
         ) from exc
     if parsed.tzinfo is None:
-        parsed = timezone.make_aware(parsed, timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
+def _unmasked_endpoint(endpoint: str, kept: Kept | None) -> str:
+    """The endpoint with its password: a masked one (`user:****@`) stands for the password the
+    subscription holds for the same origin and user."""
+    if endpoints.password(endpoint) != MASK:
+        return endpoint
+    if (
+        kept is None
+        or endpoints.origin(kept.endpoint) != endpoints.origin(endpoint)
+        or (endpoints.username(kept.endpoint) != endpoints.username(endpoint))
+    ):
+        raise _unprocessable(
+            "Subscription.channel.endpoint has a masked password, but there is none to keep for this "
+            "host and user: give the password",
+            "Subscription.channel.endpoint",
+        )
+    return kept.endpoint
+
+
+def masked_endpoint(endpoint: str) -> str:
+    """The endpoint as the stored resource shows it: its password masked."""
+    return endpoints.with_password(endpoint, MASK) if endpoints.password(endpoint) else endpoint
+
+
+_MAX_HEADERS = 20
+_MAX_HEADER_LINE = 4096
+
+
 def _headers(given: list, kept: list[str]) -> list[str]:
+    if len(given) > _MAX_HEADERS:
+        raise _unprocessable(
+            f"Subscription.channel.header holds at most {_MAX_HEADERS} lines", "Subscription.channel.header"
+        )
     previous = {}
     for line in kept:
         match = _HEADER.match(line)
@@ -183,6 +228,12 @@ def _headers(given: list, kept: list[str]) -> list[str]:
                 expression=(f"Subscription.channel.header[{index}]",),
             )
         name, value = match.group(1), match.group(2)
+        if len(line) > _MAX_HEADER_LINE or not (value.isascii() and value.isprintable()):
+            raise bad_request(
+                f"Subscription.channel.header[{index}] must be printable ASCII of at most "
+                f"{_MAX_HEADER_LINE} characters (HTTP header values)",
+                expression=(f"Subscription.channel.header[{index}]",),
+            )
         if name.lower() in _RESERVED:
             raise _unprocessable(
                 f"Subscription.channel.header may not set '{name}': the server sets it",
@@ -191,7 +242,8 @@ def _headers(given: list, kept: list[str]) -> list[str]:
         if value == MASK:
             if name.lower() not in previous:
                 raise _unprocessable(
-                    f"Subscription.channel.header '{name}' is masked, but there is no value to keep",
+                    f"Subscription.channel.header '{name}' is masked, but there is no value to keep for "
+                    "this endpoint: give the value",
                     f"Subscription.channel.header[{index}]",
                 )
             headers.append(previous[name.lower()])

@@ -149,12 +149,13 @@ def retry(pks: list[int] | None = None, *, subscription: str | None = None) -> i
     return count
 
 
-def expire(now=None) -> int:
-    """Subscriptions past their `end` stop (R4: the server turns them off)."""
+def expire(now=None) -> list[str]:
+    """Subscriptions past their `end` stop (R4: the server turns them off); returns their ids."""
     now = now or timezone.now()
-    return SubscriptionState.objects.filter(status=SubscriptionState.ACTIVE, end__lte=now).update(
-        status=SubscriptionState.OFF, updated=now
-    )
+    ended = SubscriptionState.objects.filter(status=SubscriptionState.ACTIVE, end__lte=now)
+    fhir_ids = list(ended.values_list("fhir_id", flat=True))
+    SubscriptionState.objects.filter(fhir_id__in=fhir_ids).update(status=SubscriptionState.OFF, updated=now)
+    return fhir_ids
 
 
 def purge(now=None) -> int:

@@ -21,6 +21,7 @@ from functools import lru_cache
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from authz.context import AccessContext
 from resources import fhirjson, versions
@@ -37,7 +38,6 @@ def _system() -> AccessContext:
     return AccessContext.system("subscription matching")
 
 
-_KEYS = uuid.UUID("6f1d2c1e-8a52-4a5e-9d8b-3f0c4f7e2b10")
 _VERSIONS = ResourceVersion._meta.db_table
 _LAST_CONTENT_SQL = (
     f"SELECT body FROM {_VERSIONS} WHERE resource_id = %s AND version < %s "
@@ -47,8 +47,11 @@ _VERSION_SQL = f"SELECT body FROM {_VERSIONS} WHERE resource_id = %s AND version
 
 
 def idempotency_key(event_id: int, state_pk: int) -> str:
-    """The same key for the same (event, subscription) however often it is dispatched or attempted."""
-    return str(uuid.uuid5(_KEYS, f"{event_id}/{state_pk}"))
+    """The same key for the same (event, subscription) however often it is dispatched or attempted;
+    keyed with the server's secret, so a receiver cannot count back to the server's event numbers
+    (which would show how much happened that it was not told of)."""
+    digest = salted_hmac("subscriptions.idempotency-key", f"{event_id}/{state_pk}", algorithm="sha256")
+    return str(uuid.UUID(digest.hexdigest()[:32]))
 
 
 def dispatch(limit: int = 500) -> list[int]:

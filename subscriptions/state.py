@@ -23,10 +23,16 @@ from .models import Delivery, SubscriptionState
 
 
 def _prepare(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dict, object]:
-    kept = []
+    kept = None
     if body.get("id"):
-        row = SubscriptionState.objects.filter(fhir_id=body["id"]).only("headers").first()
-        kept = row.headers if row is not None else []
+        row = (
+            SubscriptionState.objects.filter(fhir_id=body["id"])
+            .exclude(status=SubscriptionState.DELETED)
+            .only("headers", "endpoint")
+            .first()
+        )
+        if row is not None:
+            kept = definition.Kept(endpoint=row.endpoint, headers=row.headers)
     parsed = definition.parse(ctx, body, kept)
     stored = copy.deepcopy(body)
     stored["status"] = parsed.status
@@ -34,6 +40,8 @@ def _prepare(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dic
         stored.pop("error", None)
     if parsed.headers:
         stored["channel"]["header"] = definition.masked(parsed.headers)
+    if parsed.endpoint:
+        stored["channel"]["endpoint"] = definition.masked_endpoint(parsed.endpoint)
     return stored, (parsed, stored.get("error", ""))
 
 

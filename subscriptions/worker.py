@@ -142,7 +142,8 @@ def retry_dead(pks: list[int] | None = None, *, subscription: str | None = None)
 def sweep(*, late: float = 0.0) -> list[int]:
     """The periodic step: stop ended subscriptions, match what is pending, return what is due
     (for at least `late` seconds)."""
-    deliveries.expire()
+    for fhir_id in deliveries.expire():
+        set_status(fhir_id, "off")
     while matching.dispatch():
         pass
     return deliveries.due(late=late)

@@ -5,9 +5,12 @@ retries into a dead letter and back, and the subscriber's rules deciding every n
 from __future__ import annotations
 
 import json
+import time
+from datetime import timedelta
 
 import pytest
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from authz import ruleset, tokens
 from authz.context import AccessContext
@@ -342,3 +345,92 @@ def test_a_subscriber_holds_a_bounded_number_of_subscriptions(world, hook):
     refused = post(client, patient, "Subscription", subscription(url(hook), "Observation"))
     assert refused.status_code == 422 and "FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER" in refused.content.decode()
     assert SubscriptionState.objects.count() == 2
+
+
+def test_a_masked_secret_goes_nowhere_its_owner_did_not_send_it(world, hook):
+    client, admin = Client(), token("Admin")
+    patient = token("Patient", "Patient/p1")
+    body = subscription(url(hook), "Observation", header=["Authorization: Bearer owner-secret"])
+    sid = post(client, patient, "Subscription", body).json()["id"]
+    shown = client.get(f"/fhir/Subscription/{sid}", **admin).json()
+    # Another endpoint with the masked value: refused, whoever asks.
+    moved = {**shown, "channel": {**shown["channel"], "endpoint": "http://127.0.0.1:9/elsewhere"}}
+    refused = client.put(f"/fhir/Subscription/{sid}", json.dumps(moved), content_type=FHIR, **admin)
+    assert refused.status_code == 422
+    # Deleted, then created again under the same id: nothing is kept.
+    assert client.delete(f"/fhir/Subscription/{sid}", **patient).status_code in (200, 204)
+    revived = client.put(f"/fhir/Subscription/{sid}", json.dumps(shown), content_type=FHIR, **admin)
+    assert revived.status_code == 422
+    assert SubscriptionState.objects.get(fhir_id=sid).headers == ["Authorization: Bearer owner-secret"]
+
+
+def test_an_endpoint_password_is_masked_and_kept(world, hook):
+    client, admin = Client(), token("Admin")
+    endpoint = "amqp://fhiruser:S3cretPass@127.0.0.1:5672/?routing_key=q"
+    body = subscription(endpoint, "Observation")
+    body["channel"]["type"] = "message"
+    created = post(client, admin, "Subscription", body)
+    assert created.status_code == 201, created.content
+    shown = created.json()
+    assert "S3cretPass" not in created.content.decode()
+    assert shown["channel"]["endpoint"] == "amqp://fhiruser:****@127.0.0.1:5672/?routing_key=q"
+    sid = shown["id"]
+    assert b"S3cretPass" not in client.get(f"/fhir/Subscription/{sid}/_history", **admin).content
+    shown["reason"] = "changed"
+    assert (
+        client.put(f"/fhir/Subscription/{sid}", json.dumps(shown), content_type=FHIR, **admin).status_code
+        == 200
+    )
+    assert SubscriptionState.objects.get(fhir_id=sid).endpoint == endpoint
+    elsewhere = {**shown, "channel": {**shown["channel"], "endpoint": "amqp://fhiruser:****@127.0.0.2:5672/"}}
+    assert (
+        client.put(f"/fhir/Subscription/{sid}", json.dumps(elsewhere), content_type=FHIR, **admin).status_code
+        == 422
+    )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "header"),
+    [
+        ("http://[127.0.0.1]/x", None),
+        ("http://[zz::1]/x", None),
+        ("http://[::ffff:10.0.0.1]/x", None),
+        ("http://[64:ff9b::a9fe:a9fe]/x", None),
+        ("http://[2002:a00:1::]/x", None),
+        ("http://[::7f00:1]/x", None),
+        ("http://127.0.0.1:9/x", "X-A: 日本語"),
+        ("http://127.0.0.1:9/x", "X-A: " + "a" * 5000),
+    ],
+)
+def test_malformed_and_disguised_endpoints_and_headers_are_refused(world, endpoint, header):
+    body = subscription(endpoint, "Observation")
+    if header:
+        body["channel"]["header"] = [header]
+    with override_settings(FHIR_SUBSCRIPTION_ALLOWED_ENDPOINTS="127.0.0.1" if header else ""):
+        answer = post(Client(), token("Admin"), "Subscription", body)
+    assert answer.status_code in (400, 422), answer.content
+    assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_idempotency_key_does_not_count_the_servers_events(world, hook):
+    from subscriptions.matching import idempotency_key
+
+    assert idempotency_key(1, 1) != idempotency_key(2, 1)
+    assert idempotency_key(1, 1) == idempotency_key(1, 1)
+    # Keyed with the server's secret: without it, nobody can work back from a key to the event.
+    with override_settings(SECRET_KEY="another-" + "k" * 50):
+        other = idempotency_key(1, 1)
+    assert other != idempotency_key(1, 1)
+
+
+def test_a_subscription_past_its_end_is_off(world, hook):
+    client, admin = Client(), token("Admin")
+    body = subscription(url(hook))
+    body["end"] = "2020-01-01T00:00:00Z"
+    assert post(client, admin, "Subscription", body).json()["status"] == "off"
+    soon = subscription(url(hook))
+    soon["end"] = (timezone.now() + timedelta(seconds=1)).isoformat()
+    sid = post(client, admin, "Subscription", soon).json()["id"]
+    time.sleep(1.2)
+    worker.drain()
+    assert client.get(f"/fhir/Subscription/{sid}", **admin).json()["status"] == "off"
