@@ -3,6 +3,8 @@
 - From the outbox (subscriptions/outbox.py `on_events`): a CarePlan that was created, updated or
   deleted is marked to be planned again (`Schedule.dirty`), in the transaction that consumes its
   event, whatever wrote it (REST, a transaction, GraphQL, a worker).
+- A CarePlan hook: the parts of an eligible plan the scheduler cannot compute (a scheduledString, a
+  timing it cannot read) are warnings in the writer's answer (`Prefer: return=OperationOutcome`).
 - A Task hook (resources/hooks.py): the identifier system of materialised occurrences belongs to the
   scheduler. A client may not create a Task with it, add it, or change its value; a client may
   update a materialised Task (its status, its output) as long as that identifier stays as it was.
@@ -10,11 +12,13 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from authz.context import SYSTEM, AccessContext
 from resources import hooks
 from resources.outcomes import error
 
-from .materialize import OCCURRENCE_SYSTEM
+from .materialize import OCCURRENCE_SYSTEM, warnings_of
 from .models import Schedule
 
 
@@ -44,8 +48,16 @@ def _nothing(*args) -> None:
     return None
 
 
+def _careplan(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dict, object]:
+    """A CarePlan is stored as written; what the scheduler cannot compute in it is told to the writer."""
+    for text in warnings_of(body, body.get("id") or "", now=timezone.now()):
+        hooks.warn(ctx, f"CarePlan scheduling: {text}")
+    return body, None
+
+
 def register() -> None:
     from subscriptions import outbox
 
     outbox.on_events(_events)
     hooks.register_type("Task", hooks.TypeHook(prepare=_prepare, stored=_nothing, deleted=_nothing))
+    hooks.register_type("CarePlan", hooks.TypeHook(prepare=_careplan, stored=_nothing, deleted=_nothing))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from authz.context import AccessContext
-from resources import services
+from resources import hooks, services
 from resources.outcomes import precondition_failed
 from resources.search.conditional import find_matches
 from resources.services import Stored, WriteResult
@@ -27,10 +27,11 @@ class Written:
     status: int  # 201 created, 200 updated or matched
     stored: Stored
     shown: Stored | None
+    warnings: tuple[str, ...] = ()  # parts of the resource the server accepted but cannot act on
 
 
 def _written(ctx: AccessContext, result: WriteResult) -> Written:
-    return Written(result.status, result.stored, as_read(ctx, result.stored))
+    return Written(result.status, result.stored, as_read(ctx, result.stored), hooks.warnings(ctx))
 
 
 def _status(written: Written) -> int:

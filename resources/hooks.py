@@ -77,3 +77,16 @@ def changed(changes: Iterable[Change]) -> None:
     if listed:
         for hook in _change_hooks:
             hook(listed)
+
+
+_WARNINGS = ("write-warnings",)
+
+
+def warn(ctx: AccessContext, text: str) -> None:
+    """A warning about the write being made (a part the server accepts but cannot act on), for the
+    writer's answer (interactions/write.py hands it back)."""
+    ctx.cache.setdefault(_WARNINGS, []).append(text)
+
+
+def warnings(ctx: AccessContext) -> tuple[str, ...]:
+    return tuple(ctx.cache.get(_WARNINGS, ()))

@@ -269,7 +269,13 @@ def test_unschedulable_parts_are_warnings_not_silence(world):
     body["activity"].append(
         {"id": "walk", "detail": {"status": "scheduled", "scheduledString": "after lunch"}}
     )
-    plan_id = write(client, admin, body).json()["id"]
+    written = client.post(
+        "/fhir/CarePlan", json.dumps(body), content_type=FHIR, HTTP_PREFER="return=OperationOutcome", **admin
+    )
+    assert written.status_code == 201
+    warnings = [i for i in written.json()["issue"] if i["severity"] == "warning"]
+    assert len(warnings) == 1 and "after lunch" in warnings[0]["diagnostics"]
+    plan_id = written["Location"].split("/CarePlan/")[1].split("/")[0]
     answer = client.post(f"/fhir/CarePlan/{plan_id}/$materialize", "", content_type=FHIR, **admin).json()
     outcome = answer["entry"][0]["resource"]
     assert outcome["resourceType"] == "OperationOutcome"
