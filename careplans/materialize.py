@@ -93,23 +93,43 @@ def desired(
         if activity.period is not None:
             spans.extend(_period_span(activity.period, start, end, row.fhir_id, activity.key, run))
         for one in activity.timings:
-            zone, notes = timing.zone_of(plan, one, settings.FHIR_DEFAULT_TIMEZONE)
-            schedule = timing.occurrences(
-                one,
-                window_start=start,
-                window_end=end,
-                anchor=anchor,
-                zone=zone,
-                code_times={**timing.DEFAULT_CODE_TIMES, **settings.FHIR_CAREPLAN_CODE_TIMES},
-                when_times={**timing.DEFAULT_WHEN_TIMES, **settings.FHIR_CAREPLAN_WHEN_TIMES},
-            )
-            for note in [*notes, *schedule.warnings]:
+            schedule, notes = _schedule(plan, one, start=start, end=end, anchor=anchor)
+            for note in notes:
                 run.warnings.append(f"CarePlan/{row.fhir_id} activity {activity.key}: {note}")
             spans.extend((o.start, o.end) for o in schedule.occurrences)
         for begins, ends in spans:
             body = _task(plan, row.fhir_id, activity, begins, ends, now)
             tasks[body["id"]] = body
     return tasks
+
+
+def _schedule(plan: dict, one: dict, *, start: datetime, end: datetime, anchor: datetime):
+    """One timing's occurrences in [start, end), in the plan's zone, with every warning about it."""
+    zone, notes = timing.zone_of(plan, one, settings.FHIR_DEFAULT_TIMEZONE)
+    schedule = timing.occurrences(
+        one,
+        window_start=start,
+        window_end=end,
+        anchor=anchor,
+        zone=zone,
+        code_times={**timing.DEFAULT_CODE_TIMES, **settings.FHIR_CAREPLAN_CODE_TIMES},
+        when_times={**timing.DEFAULT_WHEN_TIMES, **settings.FHIR_CAREPLAN_WHEN_TIMES},
+    )
+    return schedule, [*notes, *schedule.warnings]
+
+
+def warnings_of(plan: dict, plan_id: str, *, now: datetime) -> list[str]:
+    """What the scheduler would warn about for this plan (parts it cannot compute), for its writer."""
+    if not activities.eligible(plan, all_active=settings.FHIR_CAREPLAN_ALL_ACTIVE):
+        return []
+    found = activities.activities(plan, _medication_requests(activities.medication_requests(plan)))
+    warnings = list(found.warnings)
+    anchor = _parse((plan.get("period") or {}).get("start")) or now
+    for activity in found.activities:
+        for one in activity.timings:
+            _, notes = _schedule(plan, one, start=now, end=now + horizon(), anchor=anchor)
+            warnings.extend(f"activity {activity.key}: {note}" for note in notes)
+    return warnings
 
 
 def _task(
