@@ -23,7 +23,7 @@ from authz import grants, rules
 from authz.context import SYSTEM, AccessContext
 from authz.rules import CompiledRule, authorize
 
-from . import definitions, fhirjson, hooks, versions
+from . import bulk, definitions, fhirjson, hooks, versions
 from .fhirpathpatch import apply_fhirpath_patch
 from .indexing import clear_index, index_resources
 from .jsonpatch import apply_patch, touches_filtered
@@ -139,19 +139,36 @@ def insert_many(items: list[tuple[str, str, dict, str]]) -> list[Stored]:
         )
         stored_bodies.append(stored_body)
         texts.append(text)
-    Resource.objects.bulk_create(rows)
-    ResourceVersion.objects.bulk_create(
-        ResourceVersion(
-            resource=row,
-            resource_type=row.resource_type,
-            fhir_id=row.fhir_id,
-            version=1,
-            last_updated=now,
-            method=item[3],
-            body=row.body,
+    if bulk.wanted(len(rows)):
+        for row, pk in zip(rows, bulk.reserve_ids(Resource, len(rows)), strict=True):
+            row.pk = pk
+        bulk.copy(
+            Resource,
+            ("id", "resource_type", "fhir_id", "version", "last_updated", "deleted", "body"),
+            ((r.pk, r.resource_type, r.fhir_id, 1, now, False, r.body) for r in rows),
         )
-        for row, item in zip(rows, items, strict=True)
-    )
+        bulk.copy(
+            ResourceVersion,
+            ("resource", "resource_type", "fhir_id", "version", "last_updated", "method", "body"),
+            (
+                (r.pk, r.resource_type, r.fhir_id, 1, now, item[3], r.body)
+                for r, item in zip(rows, items, strict=True)
+            ),
+        )
+    else:
+        Resource.objects.bulk_create(rows)
+        ResourceVersion.objects.bulk_create(
+            ResourceVersion(
+                resource=row,
+                resource_type=row.resource_type,
+                fhir_id=row.fhir_id,
+                version=1,
+                last_updated=now,
+                method=item[3],
+                body=row.body,
+            )
+            for row, item in zip(rows, items, strict=True)
+        )
     index_resources(list(zip(rows, stored_bodies, strict=True)), fresh=True)
     hooks.changed(hooks.Change("create", row.resource_type, row.fhir_id, 1, row.pk) for row in rows)
     return [Stored(row.resource_type, row.fhir_id, 1, now, row.body, pk=row.pk) for row in rows]

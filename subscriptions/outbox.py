@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from resources import hooks
+from resources import bulk, hooks
 
 from .models import Event
 
@@ -32,16 +33,24 @@ def on_wake(waker: Callable[[], None]) -> None:
 def _record(changes: list[hooks.Change]) -> None:
     if not settings.FHIR_SUBSCRIPTION_OUTBOX:
         return
-    Event.objects.bulk_create(
-        Event(
-            action=change.action,
-            resource_type=change.resource_type,
-            fhir_id=change.fhir_id,
-            version=change.version,
-            resource_pk=change.pk,
+    if bulk.wanted(len(changes)):
+        now = timezone.now()
+        bulk.copy(
+            Event,
+            ("action", "resource_type", "fhir_id", "version", "resource_pk", "created", "dispatched"),
+            ((c.action, c.resource_type, c.fhir_id, c.version, c.pk, now, False) for c in changes),
         )
-        for change in changes
-    )
+    else:
+        Event.objects.bulk_create(
+            Event(
+                action=change.action,
+                resource_type=change.resource_type,
+                fhir_id=change.fhir_id,
+                version=change.version,
+                resource_pk=change.pk,
+            )
+            for change in changes
+        )
     if _wakers:
         transaction.on_commit(wake)
 
