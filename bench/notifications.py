@@ -29,6 +29,7 @@ that DB).
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -687,6 +688,7 @@ def scenario_throughput(kit: SimpleNamespace, server, cfg) -> dict:
 
 def scenario_outbox_cost(kit: SimpleNamespace, server, cfg) -> dict:
     rounds = env_int("BENCH_S13_ROUNDS", 2)
+    cfg = dataclasses.replace(cfg, profile=False)  # py-spy's pauses would blur a difference of a few %
     off = kit.Server(cfg, extra_env={"FHIR_SUBSCRIPTION_OUTBOX": "false"}, log_name="gunicorn-nooutbox.log")
     off.start()
     runs: dict[str, list[dict]] = {"on": [], "off": []}
