@@ -686,87 +686,325 @@ def scenario_throughput(kit: SimpleNamespace, server, cfg) -> dict:
 # --- the outbox's cost on S1 ----------------------------------------------------------------------
 
 
+# The S13 variants: what a write pays for the outbox, and for what wakes the worker after it.
+OUTBOX_VARIANTS = {
+    "on": ("outbox + embedded worker (the bench's server as it runs S1)", None),
+    "celery": (
+        "outbox + a Celery wake-up per commit (REDIS_URL, FHIR_WORKER=celery; no worker running: it "
+        "would be on other machines)",
+        {"REDIS_URL": REDIS_URL, "FHIR_WORKER": "celery"},
+    ),
+    "row": ("outbox row only (FHIR_WORKER=manual: nothing dispatches)", {"FHIR_WORKER": "manual"}),
+    "off": ("no outbox (FHIR_SUBSCRIPTION_OUTBOX=false)", {"FHIR_SUBSCRIPTION_OUTBOX": "false"}),
+}
+
+
 def scenario_outbox_cost(kit: SimpleNamespace, server, cfg) -> dict:
     rounds = env_int("BENCH_S13_ROUNDS", 2)
     cfg = dataclasses.replace(cfg, profile=False)  # py-spy's pauses would blur a difference of a few %
-    off = kit.Server(cfg, extra_env={"FHIR_SUBSCRIPTION_OUTBOX": "false"}, log_name="gunicorn-nooutbox.log")
-    off.start()
-    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    wanted = [v for v in os.environ.get("BENCH_S13_VARIANTS", "on,celery,row,off").split(",") if v]
+    servers = {}
+    for label in wanted:
+        extra = OUTBOX_VARIANTS[label][1]
+        servers[label] = (
+            server
+            if extra is None
+            else kit.Server(cfg, extra_env=extra, log_name=f"gunicorn-S13-{label}.log")
+        )
+    flush_redis()
+    runs: dict[str, list[dict]] = {label: [] for label in wanted}
     try:
+        for srv in servers.values():
+            if srv is not server:
+                srv.start()
         for r in range(rounds):
-            order = [("on", server), ("off", off)] if r % 2 == 0 else [("off", off), ("on", server)]
-            for label, srv in order:
+            # Each round in another order, so that neither the store's growth nor a burst of other
+            # load on the machine favours one variant.
+            order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
+            if r % 2:
+                order.reverse()
+            for label in order:
                 kit.wait_for_quiet(env_int("BENCH_WAIT_QUIET_SCENARIO", 30))
-                res = kit.scenario_crud(srv, cfg)
+                res = kit.scenario_crud(servers[label], cfg)
                 runs[label].append(res)
                 kit.log(
-                    f"S13 outbox {label} round {r + 1}: {res['rate']} req/s, p99 {res['latency_ms']['p99']} ms, "
+                    f"S13 {label} round {r + 1}: {res['rate']} req/s, p99 {res['latency_ms']['p99']} ms, "
                     f"{res['per_cpu_s']}/CPU-s, errors {res['error_rate']:.2%}"
-                    + (" [other load]" if res.get("contended") else "")
+                    + (f" [other load {res['other_cpu_s']} CPU-s]" if res.get("contended") else "")
                 )
     finally:
-        off.stop()
+        for srv in servers.values():
+            if srv is not server:
+                srv.stop()
+        flush_redis()
 
     def mean(label: str, key: str) -> float:
         values = [x[key] for x in runs[label] if x.get(key)]
         return sum(values) / len(values) if values else 0.0
 
-    rate_on, rate_off = mean("on", "rate"), mean("off", "rate")
-    cpu_on, cpu_off = mean("on", "per_cpu_s"), mean("off", "per_cpu_s")
-    cost = 1 - rate_on / rate_off if rate_off else None
-    cost_cpu = 1 - cpu_on / cpu_off if cpu_off else None
+    variants = {}
+    for label in wanted:
+        variants[label] = {
+            "what": OUTBOX_VARIANTS[label][0],
+            "rate": round(mean(label, "rate"), 1),
+            "per_cpu_s": round(mean(label, "per_cpu_s"), 1),
+            "runs": [
+                {
+                    k: x[k]
+                    for k in (
+                        "rate",
+                        "latency_ms",
+                        "per_cpu_s",
+                        "error_rate",
+                        "cpu_s",
+                        "other_cpu_s",
+                        "contended",
+                    )
+                }
+                for x in runs[label]
+            ],
+        }
+    base = variants.get("off")
+    for label, v in variants.items():
+        if base and label != "off" and base["rate"] and base["per_cpu_s"]:
+            v["cost_rate"] = round(1 - v["rate"] / base["rate"], 4)
+            v["cost_per_cpu_s"] = round(1 - v["per_cpu_s"] / base["per_cpu_s"], 4)
     out = {
         "scenario": "S13",
         "table": False,
-        "what": "S1 (crud.lua, 32 conns) on the bench server (outbox on, embedded worker) and on a second "
-        "gunicorn with FHIR_SUBSCRIPTION_OUTBOX=false, alternated",
+        "what": "S1 (crud.lua, 32 conns) on one gunicorn per variant, the variants alternated",
         "rounds": rounds,
-        "runs": {
-            label: [
-                {k: x[k] for k in ("rate", "latency_ms", "per_cpu_s", "error_rate", "cpu_s", "contended")}
-                for x in xs
-            ]
-            for label, xs in runs.items()
-        },
-        "rate_on": round(rate_on, 1),
-        "rate_off": round(rate_off, 1),
-        "cost_rate": round(cost, 4) if cost is not None else None,
-        "per_cpu_s_on": round(cpu_on, 1),
-        "per_cpu_s_off": round(cpu_off, 1),
-        "cost_per_cpu_s": round(cost_cpu, 4) if cost_cpu is not None else None,
-        "goal": f"outbox costs <= {GOAL_OUTBOX_COST:.0%}",
+        "variants": variants,
+        "goal": f"the outbox costs a write <= {GOAL_OUTBOX_COST:.0%} (variant 'on' against 'off')",
     }
-    out["goal_met"] = cost is not None and cost <= GOAL_OUTBOX_COST
+    on = variants.get("on", {})
+    out["goal_met"] = "cost_rate" in on and on["cost_rate"] <= GOAL_OUTBOX_COST
     return out
 
 
-# --- WebSocket (hook) -----------------------------------------------------------------------------
+# --- WebSocket -----------------------------------------------------------------------------------
 
 
 def websocket_consumer(root: Path) -> Path | None:
-    for candidate in ("subscriptions/consumers.py", "subscriptions/consumer.py"):
-        if (root / candidate).exists():
-            return root / candidate
-    return None
+    path = root / "subscriptions" / "consumers.py"
+    return path if path.exists() else None
+
+
+class Daphne:
+    """daphne serving fhirplatform.asgi (the WebSocket endpoint), with the deployed settings."""
+
+    def __init__(self, kit: SimpleNamespace, cfg):
+        self.kit = kit
+        self.port = kit.free_port()
+        self.env = {**kit.server_env(cfg), **deployed_env()}
+        self.log_path = kit.results / "daphne-S14.log"
+
+    def start(self) -> None:
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(
+            [
+                str(self.kit.venv_bin / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "fhirplatform.asgi:application",
+            ],
+            cwd=self.kit.root,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/fhir/metadata")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"daphne did not answer within 60 s; see {self.log_path}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+
+class SocketClient:
+    """bench/ws_receiver.py: one socket, every subscription bound; pings read back from its file."""
+
+    def __init__(self, kit: SimpleNamespace, url: str, ids: list[str]):
+        self.path = kit.work / "S14-pings.tsv"
+        self.path.write_text("")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(kit.root / "bench" / "ws_receiver.py"), url, str(self.path), *ids],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "FHIR_BENCH_AUTH": kit.auth()},
+        )
+        first = self.proc.stdout.readline().strip()
+        if first != "ready":
+            raise RuntimeError(f"WebSocket client: {first or 'exited'}")
+
+    def pings(self) -> list[tuple[float, str]]:
+        out = []
+        for line in self.path.read_text().splitlines():
+            at, _, message = line.partition("\t")
+            words = message.split()
+            if len(words) >= 2 and words[0] == "ping":
+                out.append((float(at), words[1]))
+        return out
+
+    def count(self) -> int:
+        return len(self.pings())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def pings_summary(
+    writes: list[dict], pings: list[tuple[float, str]], patient_of: dict[str, str], patients: list[str]
+) -> dict:
+    """A ping names only its subscription: the n-th ping of subscription k is paired with the n-th
+    write (in commit order) of an Observation of patient k, the only writes k matches."""
+    ok = [w for w in writes if w and w.get("status") == 201]
+    by_patient: dict[str, list[dict]] = {}
+    for w in ok:
+        by_patient.setdefault(patients[w["i"] % len(patients)], []).append(w)
+    for ws in by_patient.values():
+        ws.sort(key=lambda w: w.get("last_updated") or 0)
+    seen: dict[str, int] = {}
+    commit_ms, answer_ms, extra = [], [], 0
+    for at, sid in sorted(pings):
+        patient = patient_of.get(sid)
+        n = seen.get(sid, 0)
+        seen[sid] = n + 1
+        candidates = by_patient.get(patient, [])
+        if n >= len(candidates):
+            extra += 1
+            continue
+        w = candidates[n]
+        if w.get("last_updated"):
+            commit_ms.append((at - w["last_updated"]) * 1000)
+        answer_ms.append((at - w["done"]) * 1000)
+
+    def stats(values: list[float]) -> dict:
+        return {
+            "p50": round(percentile(values, 0.50) or 0, 1),
+            "p95": round(percentile(values, 0.95) or 0, 1),
+            "p99": round(percentile(values, 0.99) or 0, 1),
+            "max": round(max(values, default=0), 1),
+        }
+
+    delivered = len(pings) - extra
+    return {
+        "writes": len(writes),
+        "writes_201": len(ok),
+        "expected_notifications": len(ok),
+        "delivered": delivered,
+        "lost": len(ok) - delivered,
+        "unpaired_pings": extra,
+        "latency_from_commit_ms": stats(commit_ms),
+        "latency_from_201_ms": stats(answer_ms),
+    }
 
 
 def scenario_websocket(kit: SimpleNamespace, server, cfg) -> dict:
     """WebSocket latency under daphne: ping receipt minus the write's commit time.
 
-    Not measured until the WebSocket consumer (R4 bind/ping at ws://host/fhir/websocket, bearer
-    token on the handshake) is in the tree; bench/README.md says what the measurement is to do."""
-    consumer = websocket_consumer(kit.root)
-    if consumer is None:
+    Stack: gunicorn for the writes, one Celery worker (matching, then the websocket channel's
+    group_send over the Redis channel layer), daphne holding the socket; 100 websocket subscriptions
+    on `Observation?patient=Patient/<k>` bound on one socket by bench/ws_receiver.py."""
+    if websocket_consumer(kit.root) is None:
         return {
             "scenario": "S14",
             "table": False,
-            "skipped": "no WebSocket consumer in this tree (subscriptions/consumers.py); see bench/README.md",
+            "skipped": "no WebSocket consumer in this tree (subscriptions/consumers.py): merge it, then run S14",
         }
-    return {
+    rate = env_float("BENCH_S14_RATE", env_float("BENCH_S11_RATE", 50))
+    seconds = cfg.seconds
+    with main_server_paused(server), deployed_stack(kit, cfg, "S14") as (srv, _hooks):
+        daphne = Daphne(kit, cfg)
+        daphne.start()
+        worker = Worker(kit, {**kit.server_env(cfg), **deployed_env()}, "S14")
+        subs: list[str] = []
+        client = None
+        try:
+            patients = make_patients(srv, SUBSCRIPTIONS, "S14-patients")
+            for p in patients:
+                body = {
+                    "resourceType": "Subscription",
+                    "status": "requested",
+                    "reason": "bench",
+                    "criteria": f"Observation?patient={p}",
+                    "channel": {"type": "websocket"},
+                }
+                status, answer = srv.request("POST", "/fhir/Subscription", body)
+                if status != 201 or answer.get("status") != "active":
+                    raise RuntimeError(
+                        f"Subscription not created active ({status}): {json.dumps(answer)[:1000]}"
+                    )
+                subs.append(answer["id"])
+            patient_of = dict(zip(subs, patients, strict=True))
+            worker.start()
+            client = SocketClient(kit, f"ws://127.0.0.1:{daphne.port}/fhir/websocket", subs)
+            kit.log(
+                f"S14: {len(subs)} websocket subscriptions bound on one socket; celery -c {worker.concurrency}"
+            )
+            warm = PacedWriter(srv.base, kit.auth(), patients, min(rate, 10), max(10, int(rate)))
+            warm.run()
+            deadline = time.time() + 60
+            while client.count() < len(warm.writes) and time.time() < deadline:
+                time.sleep(0.1)
+            time.sleep(1)
+            warm_pings = client.pings()
+            kit.wait_for_quiet(env_int("BENCH_WAIT_QUIET_SCENARIO", 30))
+            # Every warm-up ping has arrived: the measured pings are the lines after them.
+            writer = PacedWriter(srv.base, kit.auth(), patients, rate, int(rate * seconds))
+            cpu = TreeCpu(
+                kit, {"gunicorn": srv.proc.pid, "celery": worker.proc.pid, "daphne": daphne.proc.pid}
+            ).start()
+            db_cpu = kit.CpuTracker(None, cfg.db_name).start()
+            elapsed = writer.run()
+            deadline = time.time() + env_float("BENCH_S11_DRAIN", 300)
+            while client.count() < len(warm_pings) + len(writer.writes) and time.time() < deadline:
+                time.sleep(0.1)
+            time.sleep(2)
+            cpu_s = {**cpu.stop(), "postgres": round(db_cpu.stop()["db"], 2)}
+            pings = client.pings()[len(warm_pings) :]
+        finally:
+            if client:
+                client.stop()
+            worker.stop()
+            daphne.stop()
+            delete_subscriptions(srv, subs)
+    summary = pings_summary(writer.writes, pings, patient_of, patients)
+    out = {
         "scenario": "S14",
         "table": False,
-        "skipped": f"{consumer.relative_to(kit.root)} exists but the S14 client is not written yet",
+        "what": (
+            f"{SUBSCRIPTIONS} websocket subscriptions on Observation?patient=Patient/<k> bound on one socket "
+            f"(daphne, Redis channel layer); paced POST Observation at {rate:g}/s for {seconds} s to gunicorn"
+        ),
+        "seconds": round(elapsed, 2),
+        "client_lag_ms": writer.lag_ms(),
+        "celery": {"concurrency": worker.concurrency, "pool": "prefork"},
+        "cpu_s": cpu_s,
+        **summary,
+        "goal": f"p95 < {GOAL_P95_MS} ms from commit, none lost",
     }
+    out["goal_met"] = out["latency_from_commit_ms"]["p95"] < GOAL_P95_MS and out["lost"] == 0
+    return out
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -819,20 +1057,32 @@ def print_details(results: dict) -> None:
     s13 = results.get("S13")
     if s13:
         print(
-            f"S13: {s13['what']}, {s13['rounds']} rounds: outbox on {s13['rate_on']} req/s, off {s13['rate_off']} "
-            f"req/s: cost {100 * (s13['cost_rate'] or 0):.1f}% of throughput; per CPU-s {s13['per_cpu_s_on']} vs "
-            f"{s13['per_cpu_s_off']}: cost {100 * (s13['cost_per_cpu_s'] or 0):.1f}%  "
-            f"goal {s13['goal']}: {'MET' if s13['goal_met'] else 'not met'}"
+            f"S13: {s13['what']}, {s13['rounds']} rounds; goal {s13['goal']}: {'MET' if s13['goal_met'] else 'not met'}"
         )
-        for label, xs in s13["runs"].items():
+        for label, v in s13["variants"].items():
+            cost = (
+                f"cost vs off: {100 * v['cost_rate']:.1f}% req/s, {100 * v['cost_per_cpu_s']:.1f}% per CPU-s"
+                if "cost_rate" in v
+                else "(baseline)"
+            )
+            runs = "; ".join(
+                f"{x['rate']} req/s p99 {x['latency_ms']['p99']} ms {x['per_cpu_s']}/CPU-s"
+                + (f" [other load {x['other_cpu_s']} CPU-s]" if x["contended"] else "")
+                for x in v["runs"]
+            )
             print(
-                f"  {label:<3} "
-                + "; ".join(
-                    f"{x['rate']} req/s p99 {x['latency_ms']['p99']} ms {x['per_cpu_s']}/CPU-s"
-                    + (" [other load]" if x["contended"] else "")
-                    for x in xs
-                )
+                f"  {label:<7}{v['rate']:>7} req/s {v['per_cpu_s']:>7}/CPU-s  {cost}  ({v['what']})\n           runs: {runs}"
             )
     s14 = results.get("S14")
-    if s14:
-        print(f"S14: {s14.get('skipped') or s14}")
+    if s14 and s14.get("skipped"):
+        print(f"S14: skipped: {s14['skipped']}")
+    elif s14:
+        c, a = s14["latency_from_commit_ms"], s14["latency_from_201_ms"]
+        print(
+            f"S14: {s14['what']}; celery -c {s14['celery']['concurrency']}.\n"
+            f"  pings {s14['delivered']}/{s14['expected_notifications']} (lost {s14['lost']}, unpaired "
+            f"{s14['unpaired_pings']}), client lag {s14['client_lag_ms']} ms\n"
+            f"  commit->ping p50 {c['p50']} ms, p95 {c['p95']} ms, p99 {c['p99']} ms, max {c['max']} ms; "
+            f"201->ping p50 {a['p50']} ms, p95 {a['p95']} ms  goal {s14['goal']}: "
+            f"{'MET' if s14['goal_met'] else 'not met'}; CPU s {s14['cpu_s']}"
+        )
