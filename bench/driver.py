@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -1916,12 +1917,27 @@ def subscription_runners() -> dict:
         CpuTracker=CpuTracker,
         speedscope_hotspots=speedscope_hotspots,
     )
+
+    def guarded(name: str, run):
+        # A failure here (a worker that does not start, a receiver gone) is reported as the
+        # scenario's result: the results of the scenarios before it are kept.
+        def runner(server: Server, cfg: Config) -> dict:
+            try:
+                return run(kit, server, cfg)
+            except Exception as exc:
+                log(f"{name} failed: {exc!r}")
+                if server.proc is None or server.proc.poll() is not None:
+                    server.start()
+                return {"scenario": name, "table": False, "error": traceback.format_exc()[-3000:]}
+
+        return runner
+
     return {
-        "S11": lambda server, cfg: notifications.scenario_latency(kit, server, cfg),
-        "S11A": lambda server, cfg: notifications.scenario_latency_all(kit, server, cfg),
-        "S12": lambda server, cfg: notifications.scenario_throughput(kit, server, cfg),
-        "S13": lambda server, cfg: notifications.scenario_outbox_cost(kit, server, cfg),
-        "S14": lambda server, cfg: notifications.scenario_websocket(kit, server, cfg),
+        "S11": guarded("S11", notifications.scenario_latency),
+        "S11A": guarded("S11A", notifications.scenario_latency_all),
+        "S12": guarded("S12", notifications.scenario_throughput),
+        "S13": guarded("S13", notifications.scenario_outbox_cost),
+        "S14": guarded("S14", notifications.scenario_websocket),
     }
 
 

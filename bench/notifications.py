@@ -1024,6 +1024,10 @@ def print_profile(label: str, profile: dict | None) -> None:
 
 
 def print_details(results: dict) -> None:
+    for name in SCENARIOS:
+        if results.get(name, {}).get("error"):
+            print(f"{name} failed:\n{results[name]['error']}")
+    results = {k: v for k, v in results.items() if not v.get("error")}
     for name in ("S11", "S11A"):
         res = results.get(name)
         if not res:
