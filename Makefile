@@ -24,6 +24,7 @@ demo: migrate
 run: demo
 	@echo
 	@echo "FHIR base: http://$(HOST):$(PORT)/fhir   (try: curl http://$(HOST):$(PORT)/fhir/metadata)"
+	@echo "Subscriptions' WebSocket endpoint: ws://$(HOST):$(PORT)/fhir/websocket   (docs/subscriptions.md)"
 	@echo "Every call but /fhir/metadata needs a token; an operator's: $(PY) manage.py issue_token --role Admin"
 	@echo
 	$(PY) manage.py runserver --insecure $(HOST):$(PORT)
@@ -39,7 +40,7 @@ fmt: $(STAMP)
 
 test: lint
 	DJANGO_SETTINGS_MODULE=fhirplatform.settings.test $(PY) manage.py makemigrations --check --dry-run
-	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	bash bench/run.sh

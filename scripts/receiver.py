@@ -11,7 +11,13 @@ from __future__ import annotations
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_SHOWN = ("Content-Type", "X-FHIR-Idempotency-Key", "X-FHIR-Event-Number", "X-FHIR-Signature", "Authorization")
+_SHOWN = (
+    "Content-Type",
+    "X-FHIR-Idempotency-Key",
+    "X-FHIR-Event-Number",
+    "X-FHIR-Signature",
+    "Authorization",
+)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -24,13 +24,17 @@ from .models import Attempt, Delivery, SubscriptionState
 
 def lease() -> timedelta:
     # Longer than any one attempt can take (connection and read timeouts), so a live attempt is
-    # never claimed twice.
-    return timedelta(seconds=settings.FHIR_SUBSCRIPTION_TIMEOUT * 3 + 30)
+    # never claimed twice; a shorter one (FHIR_SUBSCRIPTION_LEASE) hands a dead worker's deliveries
+    # on sooner, at the price of a second send, under the same key, of an attempt that was only slow.
+    seconds = settings.FHIR_SUBSCRIPTION_LEASE or settings.FHIR_SUBSCRIPTION_TIMEOUT * 3 + 30
+    return timedelta(seconds=seconds)
 
 
-def due(limit: int = 200) -> list[int]:
-    """Deliveries whose time has come: pending ones, and claimed ones whose worker went quiet."""
-    now = timezone.now()
+def due(limit: int = 200, *, late: float = 0.0) -> list[int]:
+    """Deliveries whose time has come: pending ones, and claimed ones whose worker went quiet.
+    `late`: only those due for at least that many seconds (a queue that already holds their task has
+    had that long to run it)."""
+    now = timezone.now() - timedelta(seconds=late)
     return list(
         Delivery.objects.filter(Q(state=Delivery.PENDING) | Q(state=Delivery.SENDING), next_attempt__lte=now)
         .order_by("next_attempt")
@@ -73,7 +77,12 @@ def backoff(retry: int) -> float:
 @transaction.atomic
 def record(delivery: Delivery, outcome: Outcome) -> float | None:
     """Keep the attempt and move the delivery on; returns the seconds until the next attempt when
-    one is scheduled. A delivery that ran out of retries is dead and its subscription in error."""
+    one is scheduled. A delivery that ran out of retries is dead and its subscription in error.
+
+    Only the worker still holding the claim moves the delivery: one whose lease ran out while it
+    was sending (a paused process, a receiver slower than the lease) keeps its attempt in the
+    history but leaves the state to the worker that took the delivery over, so that a late failure
+    cannot undo a delivery or kill it."""
     Attempt.objects.create(
         delivery=delivery,
         ok=outcome.ok,
@@ -81,20 +90,25 @@ def record(delivery: Delivery, outcome: Outcome) -> float | None:
         latency_ms=outcome.latency_ms,
         error=outcome.error[:2000],
     )
-    delivery.attempts += 1
     now = timezone.now()
+    attempts, wait = delivery.attempts + 1, None
     if outcome.ok:
-        delivery.state, delivery.finished, delivery.last_error = Delivery.DELIVERED, now, ""
-        delivery.save(update_fields=["attempts", "state", "finished", "last_error"])
+        changes = {"state": Delivery.DELIVERED, "finished": now, "last_error": ""}
+    elif attempts > settings.FHIR_SUBSCRIPTION_RETRIES:
+        changes = {"state": Delivery.DEAD, "finished": now, "last_error": outcome.error[:2000]}
+    else:
+        wait = backoff(attempts)
+        changes = {
+            "state": Delivery.PENDING,
+            "next_attempt": now + timedelta(seconds=wait),
+            "last_error": outcome.error[:2000],
+        }
+    held = Delivery.objects.filter(pk=delivery.pk, state=Delivery.SENDING, next_attempt=delivery.next_attempt)
+    if not held.update(attempts=attempts, **changes):
         return None
-    delivery.last_error = outcome.error[:2000]
-    if delivery.attempts > settings.FHIR_SUBSCRIPTION_RETRIES:
-        delivery.state, delivery.finished = Delivery.DEAD, now
-        delivery.save(update_fields=["attempts", "state", "finished", "last_error"])
-        return None
-    wait = backoff(delivery.attempts)
-    delivery.state, delivery.next_attempt = Delivery.PENDING, now + timedelta(seconds=wait)
-    delivery.save(update_fields=["attempts", "state", "next_attempt", "last_error"])
+    delivery.attempts = attempts
+    for name, value in changes.items():
+        setattr(delivery, name, value)
     return wait
 
 

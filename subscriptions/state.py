@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import copy
 
+from django.conf import settings
 from django.utils import timezone
 
 from authz.context import AccessContext
 from resources import hooks
+from resources.outcomes import error
 
 from . import definition
-from .models import SubscriptionState
+from .models import Delivery, SubscriptionState
 
 
 def _prepare(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dict, object]:
@@ -52,13 +54,39 @@ def _stored(ctx: AccessContext, one, note) -> None:
     row = SubscriptionState.objects.filter(resource_pk=one.pk).first()
     if row is None or row.status == SubscriptionState.DELETED:
         fields.update(subscriber_fields(ctx))
+        _within_limit(fields)
         if row is not None:
+            # Deleted, then created again with the same id: a new subscription, numbered from 0, and
+            # nothing of the old one replayed.
             fields["events_since_start"] = 0
+            Delivery.objects.filter(subscription=row).delete()
     if row is None:
         SubscriptionState.objects.create(resource_pk=one.pk, **fields)
     else:
         fields["updated"] = timezone.now()
         SubscriptionState.objects.filter(pk=row.pk).update(**fields)
+
+
+def _within_limit(subscriber: dict) -> None:
+    held = SubscriptionState.objects.exclude(status=SubscriptionState.DELETED).filter(
+        subscriber_identity=subscriber["subscriber_identity"],
+        **(
+            {}
+            if subscriber["subscriber_identity"]
+            else {
+                "credential_kind": subscriber["credential_kind"],
+                "credential_ref": subscriber["credential_ref"],
+            }
+        ),
+    )
+    limit = settings.FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER
+    if held.count() >= limit:
+        raise error(
+            422,
+            "too-costly",
+            f"A subscriber may hold at most {limit} subscriptions (FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER); "
+            "delete some first",
+        )
 
 
 def _deleted(ctx: AccessContext, resource_type: str, fhir_id: str, pk: int) -> None:

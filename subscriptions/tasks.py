@@ -38,12 +38,18 @@ def deliver(pk: int) -> None:
         deliver.apply_async((pk,), countdown=wait)
 
 
+# A delivery due for less than this has its task queued already (dispatch or a retry's countdown):
+# the sweep queues only what was lost, not a second task for everything due.
+_LOST_AFTER = 15.0
+
+
 @shared_task(name="subscriptions.sweep", ignore_result=True)
 def sweep() -> None:
-    for pk in worker.sweep():
+    for pk in worker.sweep(late=_LOST_AFTER):
         deliver.delay(pk)
     deliveries.purge()
 
 
 def wake() -> None:
-    dispatch.delay()
+    # No retries while a write's request waits: if the broker is away, the sweep finds the events.
+    dispatch.apply_async(retry=False)

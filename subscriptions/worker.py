@@ -91,7 +91,7 @@ def deliver(pk: int) -> float | None:
         log.exception("Channel %s failed on delivery %s", state.channel_type, pk)
         outcome = channels.Outcome(False, error=f"internal error: {type(exc).__name__}")
     wait = deliveries.record(delivery, outcome)
-    delivery.refresh_from_db(fields=["state", "attempts", "last_error"])
+    # As this attempt left it: a worker that lost its claim meanwhile leaves the status to the other.
     if delivery.state == Delivery.DEAD:
         text = deliveries.error_text(delivery)
         deliveries.mark_error(state, text)
@@ -138,12 +138,13 @@ def retry_dead(pks: list[int] | None = None, *, subscription: str | None = None)
     return count
 
 
-def sweep() -> list[int]:
-    """The periodic step: stop ended subscriptions, match what is pending, return what is due."""
+def sweep(*, late: float = 0.0) -> list[int]:
+    """The periodic step: stop ended subscriptions, match what is pending, return what is due
+    (for at least `late` seconds)."""
     deliveries.expire()
     while matching.dispatch():
         pass
-    return deliveries.due()
+    return deliveries.due(late=late)
 
 
 def drain(rounds: int = 20) -> None:

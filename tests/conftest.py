@@ -79,10 +79,11 @@ def live():
     yield from serve(lambda port: ["gunicorn", "fhirplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"])
 
 
-def serve(command):
+def serve(command, env: dict | None = None):
     """A server process under the production settings on a fresh database (PostgreSQL when the
     suite runs on it, else SQLite), migrated; `command(port)` is the module and arguments run with
-    `python -m`. Yields a LiveServer once the server answers; stops it and drops the database after."""
+    `python -m`, `env` adds to or overrides the environment (a broker, worker settings). Yields a
+    LiveServer once the server answers; stops it and drops the database after."""
     database_url, drop = _postgres_database()
     workdir = tempfile.TemporaryDirectory()
     if database_url is None:
@@ -97,6 +98,7 @@ def serve(command):
         "FHIR_PSEUDONYM_KEY_FILE": str(Path(workdir.name) / "pseudonym.key"),
         # Production settings over plain HTTP on 127.0.0.1 (no HTTPS redirect, secure cookies, HSTS).
         "FHIR_INSECURE_HTTP": "true",
+        **(env or {}),
     }
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True

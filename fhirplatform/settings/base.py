@@ -34,6 +34,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="embedded-mode-insecure-key-change-me
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
+    # First, so that `manage.py runserver` is daphne's: one server for HTTP and the WebSocket endpoint.
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -307,7 +309,15 @@ FHIR_SUBSCRIPTION_RETRIES = _int_setting("FHIR_SUBSCRIPTION_RETRIES", 6, minimum
 FHIR_SUBSCRIPTION_BACKOFF = env.float("FHIR_SUBSCRIPTION_BACKOFF", default=2.0)
 FHIR_SUBSCRIPTION_BACKOFF_MAX = env.float("FHIR_SUBSCRIPTION_BACKOFF_MAX", default=3600.0)
 FHIR_SUBSCRIPTION_TIMEOUT = env.float("FHIR_SUBSCRIPTION_TIMEOUT", default=10.0)
+# How long a claimed delivery stays with its worker before the sweep may give it to another (the
+# worker died mid-attempt): longer than one attempt can take. 0, the default, means three timeouts
+# (connect, send, read) and 30 s for the rest of the attempt.
+FHIR_SUBSCRIPTION_LEASE = env.float("FHIR_SUBSCRIPTION_LEASE", default=0.0)
+if FHIR_SUBSCRIPTION_LEASE and FHIR_SUBSCRIPTION_LEASE <= FHIR_SUBSCRIPTION_TIMEOUT:
+    raise ImproperlyConfigured("FHIR_SUBSCRIPTION_LEASE must be longer than FHIR_SUBSCRIPTION_TIMEOUT")
 FHIR_SUBSCRIPTION_MAX_PAYLOAD = _int_setting("FHIR_SUBSCRIPTION_MAX_PAYLOAD", 1024 * 1024)
+# Subscriptions one subscriber may hold (not deleted); each costs matching work on every write.
+FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER = _int_setting("FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER", 100)
 # Deliveries the embedded worker runs at once (a slow receiver holds one of them, not the others).
 FHIR_SUBSCRIPTION_THREADS = _int_setting("FHIR_SUBSCRIPTION_THREADS", 4)
 # Signs every rest-hook and HTTP message delivery (X-FHIR-Signature) when set.
@@ -320,6 +330,12 @@ FHIR_SUBSCRIPTION_RETENTION_DAYS = _int_setting("FHIR_SUBSCRIPTION_RETENTION_DAY
 # false: writes record no outbox events, so no subscription is ever notified. Only for measuring what
 # the outbox costs a write (`make bench`); never in a deployment that has subscriptions.
 FHIR_SUBSCRIPTION_OUTBOX = env.bool("FHIR_SUBSCRIPTION_OUTBOX", default=True)
+# WebSocket (subscriptions/consumers.py): notifications replayed to one `bind <id> <number>` at most,
+# and subscriptions bound on one socket at most.
+FHIR_WEBSOCKET_REPLAY_LIMIT = _int_setting("FHIR_WEBSOCKET_REPLAY_LIMIT", 1000)
+FHIR_WEBSOCKET_MAX_BINDINGS = _int_setting("FHIR_WEBSOCKET_MAX_BINDINGS", 100)
+# Seconds after which a binding is decided again (credential and rules) before its next ping.
+FHIR_WEBSOCKET_RECHECK_SECONDS = _int_setting("FHIR_WEBSOCKET_RECHECK_SECONDS", 60, minimum=0)
 # Seconds between the periodic sweeps of the embedded worker.
 FHIR_WORKER_SWEEP_SECONDS = env.float("FHIR_WORKER_SWEEP_SECONDS", default=5.0)
 

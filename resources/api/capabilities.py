@@ -4,7 +4,9 @@ https://hl7.org/fhir/R4/capabilitystatement.html).
 The statement is built from the shipped R4 definitions and lists only what this server does: per
 type, every search parameter the search engine evaluates (criteria.supported_parameters) with its
 type and definition, the `_include`/`_revinclude` values it accepts, and `$everything` on Patient;
-at system level, search across types with the common parameters and the compartments it searches.
+at system level, search across types with the common parameters and the compartments it searches,
+and the WebSocket endpoint of Subscriptions (subscription.html#2.46.7.2: the extension
+capabilitystatement-websocket on `rest`, a ws:// URL, or wss:// when the base is https).
 """
 
 import functools
@@ -138,6 +140,15 @@ def _security(request: HttpRequest) -> dict:
     }
 
 
+_WEBSOCKET_EXTENSION = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
+
+
+def websocket_url(base: str) -> str:
+    """The WebSocket endpoint beside the FHIR base (fhirplatform/asgi.py): `[base]/websocket`."""
+    scheme, sep, rest = base.partition("://")
+    return {"https": "wss", "http": "ws"}.get(scheme.lower(), scheme) + sep + rest + "/websocket"
+
+
 def capabilities(request: HttpRequest) -> HttpResponse:
     statement = {
         "resourceType": "CapabilityStatement",
@@ -152,6 +163,7 @@ def capabilities(request: HttpRequest) -> HttpResponse:
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
+                "extension": [{"url": _WEBSOCKET_EXTENSION, "valueUri": websocket_url(base_url(request))}],
                 "mode": "server",
                 "security": _security(request),
                 "resource": list(_rest_resources()),

@@ -24,6 +24,7 @@ class HttpReceiver:
     status: int = 200
     requests: list[Received] = field(default_factory=list)
     delay: float = 0.0  # seconds each request takes to answer (a slow receiver)
+    arrived: list[str] = field(default_factory=list)  # paths of requests as they arrive, before `delay`
 
     def __enter__(self) -> HttpReceiver:
         receiver = self
@@ -32,6 +33,7 @@ class HttpReceiver:
             def _record(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                receiver.arrived.append(self.path)
                 if receiver.delay:
                     threading.Event().wait(receiver.delay)
                 receiver.requests.append(Received(self.command, self.path, dict(self.headers.items()), body))

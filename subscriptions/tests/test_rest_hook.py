@@ -317,3 +317,28 @@ def test_off_and_ended_subscriptions_are_not_notified(world, hook):
     post(client, admin, "Observation", observation("p1"))
     worker.drain()
     assert hook.requests == []
+
+
+def test_a_deleted_identity_is_notified_no_more(world, hook):
+    client, admin = Client(), token("Admin")
+    patient = token("Patient", "Patient/p1")
+    assert post(client, patient, "Subscription", subscription(url(hook), "Observation")).status_code == 201
+    post(client, admin, "Observation", observation("p1"))
+    worker.drain()
+    assert len(hook.requests) == 1
+    assert client.delete("/fhir/Patient/p1", **admin).status_code in (200, 204)
+    post(client, admin, "Observation", observation("p1"))
+    worker.drain()
+    assert len(hook.requests) == 1
+
+
+@override_settings(FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER=2)
+def test_a_subscriber_holds_a_bounded_number_of_subscriptions(world, hook):
+    client, patient = Client(), token("Patient", "Patient/p1")
+    for _ in range(2):
+        assert (
+            post(client, patient, "Subscription", subscription(url(hook), "Observation")).status_code == 201
+        )
+    refused = post(client, patient, "Subscription", subscription(url(hook), "Observation"))
+    assert refused.status_code == 422 and "FHIR_SUBSCRIPTION_MAX_PER_SUBSCRIBER" in refused.content.decode()
+    assert SubscriptionState.objects.count() == 2
