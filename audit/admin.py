@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.utils.html import format_html
 
+from adminui.readonly import ReadOnly
 from resources import fhirjson
 
 from . import fhir
@@ -19,18 +20,7 @@ from .export import patient_condition
 from .models import AuditAnchor, AuditCheckpoint, AuditEntry, AuditPatient
 
 
-class _ReadOnly:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class AuditPatientInline(_ReadOnly, admin.TabularInline):
+class AuditPatientInline(ReadOnly, admin.TabularInline):
     model = AuditPatient
     fields = ["patient_id"]
     readonly_fields = ["patient_id"]
@@ -59,7 +49,7 @@ class PatientFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["time", "caller", "operation", "resource", "outcome", "status", "rule", "rules_version"]
     list_filter = ["outcome", "operation", "role", PatientFilter]
     search_fields = ["identity", "=request_id", "=resource_id"]
@@ -126,7 +116,7 @@ class AuditEntryAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(AuditCheckpoint)
-class AuditCheckpointAdmin(_ReadOnly, admin.ModelAdmin):
+class AuditCheckpointAdmin(ReadOnly, admin.ModelAdmin):
     """Chain heads as anchored: `audit_verify` requires each chain to reach its newest one."""
 
     list_display = ["chain", "seq", "time", "source", "hash"]
@@ -136,7 +126,7 @@ class AuditCheckpointAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(AuditAnchor)
-class AuditAnchorAdmin(_ReadOnly, admin.ModelAdmin):
+class AuditAnchorAdmin(ReadOnly, admin.ModelAdmin):
     """Where each chain continues after `audit_archive` moved its older rows to a file."""
 
     list_display = ["chain", "seq", "archive", "created"]

@@ -20,13 +20,14 @@ from django.http import HttpRequest, HttpResponse
 
 from interactions import tokens as door
 from resources import fhirjson
-from resources.api.http import context, fhir_view, json_response, read_body
+from resources.api.http import context, fhir_view, json_response
+from resources.api.parameters import read_parameters
 from resources.outcomes import bad_request, error
 
 if TYPE_CHECKING:
     from .models import ApiToken
 
-_PARAMETERS = {"kind": "valueCode", "lifetime": "valueInteger", "label": "valueString"}
+_PARAMETERS = {"kind": ("valueCode", "valueString"), "lifetime": ("valueInteger",), "label": ("valueString",)}
 
 
 @fhir_view(operations={"POST": "generate-token"})
@@ -59,28 +60,11 @@ def _require_post(request: HttpRequest) -> None:
 
 def _options(request: HttpRequest, *, allowed: tuple[str, ...]) -> dict:
     """The operation's input parameters; an empty body means all defaults."""
-    if not request.body.strip():
-        return {}
-    body = read_body(request)
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise bad_request("The input of this operation is a Parameters resource")
-    options: dict = {}
-    for index, parameter in enumerate(body.get("parameter", [])):
-        where = (f"Parameters.parameter[{index}]",)
-        name = parameter.get("name") if isinstance(parameter, dict) else None
-        if name not in allowed:
-            raise bad_request(
-                f"Unknown parameter '{name}' (expected: {', '.join(allowed)})", expression=where
-            )
-        if name in options:
-            raise bad_request(f"Parameter '{name}' is given more than once", expression=where)
-        value_key = _PARAMETERS[name]
-        value = parameter.get(value_key)
-        if name == "kind" and value is None:
-            value = parameter.get("valueString")
-        if value is None or isinstance(value, bool) or (name == "lifetime") != isinstance(value, int):
-            raise bad_request(f"Parameter '{name}' needs a {value_key}", expression=where)
-        options[name] = value
+    keys = {name: _PARAMETERS[name] for name in allowed}
+    options = read_parameters(request, keys, operation="this operation")
+    for name, value in options.items():
+        if isinstance(value, bool) or (name == "lifetime") != isinstance(value, int):
+            raise bad_request(f"Parameter '{name}' needs a {keys[name][0]}")
     return options
 
 

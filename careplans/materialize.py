@@ -213,38 +213,31 @@ def _medication_requests(refs: list[str]) -> dict[str, dict]:
 # --- writing --------------------------------------------------------------------------------------
 
 
-def create_missing(ctx: AccessContext, tasks: dict[str, dict], run: Run) -> None:
-    """Write the Tasks whose ids do not exist yet, as one batch."""
+def _existing(tasks: dict[str, dict]) -> set[str]:
+    return set(
+        Resource.objects.system("careplan scheduling: which occurrences exist")
+        .filter(resource_type="Task", fhir_id__in=list(tasks))
+        .values_list("fhir_id", flat=True)
+    )
+
+
+def create_missing(ctx: AccessContext, tasks: dict[str, dict], run: Run, *, again: bool = False) -> None:
+    """Write the Tasks whose ids do not exist yet, as one batch. A concurrent run that wrote some of
+    them meanwhile makes the batch fail on their ids: what is still missing is then written, once."""
     if not tasks:
         return
-    existing = set(
-        Resource.objects.system("careplan scheduling: which occurrences exist")
-        .filter(resource_type="Task", fhir_id__in=list(tasks))
-        .values_list("fhir_id", flat=True)
-    )
-    items = [
-        ("Task", fhir_id, checked_body("Task", body), "POST")
-        for fhir_id, body in tasks.items()
-        if fhir_id not in existing
-    ]
-    if items:
-        try:
-            with transaction.atomic():
-                run.created.extend(insert_many(items))
-        except IntegrityError:
-            # Another run wrote some of them meanwhile: write what is still missing, once.
-            create_missing_again(ctx, tasks, run)
-
-
-def create_missing_again(ctx: AccessContext, tasks: dict[str, dict], run: Run) -> None:
-    existing = set(
-        Resource.objects.system("careplan scheduling: which occurrences exist")
-        .filter(resource_type="Task", fhir_id__in=list(tasks))
-        .values_list("fhir_id", flat=True)
-    )
+    existing = _existing(tasks)
     items = [("Task", i, checked_body("Task", b), "POST") for i, b in tasks.items() if i not in existing]
-    if items:
+    if not items:
+        return
+    if again:
         run.created.extend(insert_many(items))
+        return
+    try:
+        with transaction.atomic():
+            run.created.extend(insert_many(items))
+    except IntegrityError:
+        create_missing(ctx, tasks, run, again=True)
 
 
 def open_tasks(ctx: AccessContext, plan_id: str) -> list[Resource]:
@@ -340,9 +333,18 @@ def extend(ctx: AccessContext, schedules: list[Schedule], *, now: datetime, run:
     Schedule.objects.filter(pk__in=moved).update(until=end)
 
 
-def preview(
-    ctx: AccessContext, careplan_pk: int, *, start: datetime, end: datetime, now: datetime, run: Run
+def window(
+    ctx: AccessContext,
+    careplan_pk: int,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    run: Run,
+    dry_run: bool = False,
 ) -> None:
+    """`$materialize` over an explicit window: the plan's missing Tasks in it, created, or with
+    `dry_run` only previewed."""
     row = Resource.objects.system("careplan scheduling").filter(pk=careplan_pk).first()
     if row is None or row.deleted:
         return
@@ -350,25 +352,11 @@ def preview(
         run.warnings.append(f"CarePlan/{row.fhir_id} is not eligible for scheduling (status, intent or tag)")
         return
     tasks = desired(ctx, row, start=start, end=end, now=now, run=run)
-    existing = set(
-        Resource.objects.system("careplan scheduling: which occurrences exist")
-        .filter(resource_type="Task", fhir_id__in=list(tasks))
-        .values_list("fhir_id", flat=True)
-    )
-    run.previewed.extend(body for fhir_id, body in tasks.items() if fhir_id not in existing)
-
-
-def window(
-    ctx: AccessContext, careplan_pk: int, *, start: datetime, end: datetime, now: datetime, run: Run
-) -> None:
-    """`$materialize` over an explicit window: the plan's missing Tasks in it."""
-    row = Resource.objects.system("careplan scheduling").filter(pk=careplan_pk).first()
-    if row is None or row.deleted:
-        return
-    if not activities.eligible(fhirjson.loads(row.body), all_active=settings.FHIR_CAREPLAN_ALL_ACTIVE):
-        run.warnings.append(f"CarePlan/{row.fhir_id} is not eligible for scheduling (status, intent or tag)")
-        return
-    create_missing(ctx, desired(ctx, row, start=start, end=end, now=now, run=run), run)
+    if dry_run:
+        existing = _existing(tasks)
+        run.previewed.extend(body for fhir_id, body in tasks.items() if fhir_id not in existing)
+    else:
+        create_missing(ctx, tasks, run)
 
 
 def _due(ctx: AccessContext, now: datetime) -> list[Resource]:

@@ -86,8 +86,5 @@ def materialize(
     author = ((fhirjson.loads(stored.body).get("author") or {}).get("reference")) or ""
     writer = scheduler(on_behalf_of=author, path=f"CarePlan/{fhir_id}/$materialize")
     run = planner.Run()
-    if dry_run:
-        planner.preview(writer, stored.pk, start=start, end=end, now=now, run=run)
-    else:
-        planner.window(writer, stored.pk, start=start, end=end, now=now, run=run)
+    planner.window(writer, stored.pk, start=start, end=end, now=now, run=run, dry_run=dry_run)
     return _noted(ctx, run)

@@ -9,23 +9,14 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from adminui.readonly import ReadOnly
+
 from . import worker
 from .models import Attempt, Delivery, SubscriptionState
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(SubscriptionState)
-class SubscriptionAdmin(_ReadOnly):
+class SubscriptionAdmin(ReadOnly, admin.ModelAdmin):
     list_display = (
         "fhir_id",
         "criteria",
@@ -57,7 +48,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(_ReadOnly):
+class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     list_display = (
         "pk",
         "subscription",

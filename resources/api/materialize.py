@@ -18,9 +18,9 @@ from interactions import careplans as door
 
 from .. import fhirjson
 from ..outcomes import Issue, bad_request, error, not_found, operation_outcome
-from .http import base_url, context, json_response, read_body
+from .http import base_url, context, json_response
+from .parameters import read_parameters
 
-_TYPES = {"start": "valueDateTime", "end": "valueDateTime", "dry-run": "valueBoolean"}
 _LONGEST = timedelta(days=366)
 
 
@@ -54,26 +54,19 @@ def materialize(request: HttpRequest, fhir_id: str) -> HttpResponse:
 
 
 def _options(request: HttpRequest) -> dict:
-    if not request.body.strip():
-        return {}
-    body = read_body(request)
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise bad_request("The input of $materialize is a Parameters resource")
+    given = read_parameters(
+        request,
+        {"start": ("valueDateTime",), "end": ("valueDateTime",), "dry-run": ("valueBoolean",)},
+        operation="$materialize",
+    )
     options: dict = {}
-    for index, parameter in enumerate(body.get("parameter") or []):
-        where = (f"Parameters.parameter[{index}]",)
-        name = parameter.get("name") if isinstance(parameter, dict) else None
-        if name not in _TYPES:
-            raise bad_request(f"Unknown parameter '{name}' (expected: start, end, dry-run)", expression=where)
-        if name in options:
-            raise bad_request(f"Parameter '{name}' is given more than once", expression=where)
-        value = parameter.get(_TYPES[name])
-        if name == "dry-run":
-            if not isinstance(value, bool):
-                raise bad_request("Parameter 'dry-run' needs a valueBoolean", expression=where)
-            options[name] = value
-            continue
-        options[name] = _moment(name, value, where)
+    if "dry-run" in given:
+        if not isinstance(given["dry-run"], bool):
+            raise bad_request("Parameter 'dry-run' needs a valueBoolean")
+        options["dry-run"] = given["dry-run"]
+    for name in ("start", "end"):
+        if name in given:
+            options[name] = _moment(name, given[name], ("Parameters.parameter",))
     start, end = options.get("start"), options.get("end")
     if start and end and end <= start:
         raise bad_request("Parameter 'end' must be after 'start'")

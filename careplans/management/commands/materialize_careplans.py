@@ -87,13 +87,14 @@ class Command(BaseCommand):
             count, plans = 0, 0
             for schedule in Schedule.objects.filter(active=True):
                 run = planner.Run()
-                planner.preview(
+                planner.window(
                     door.scheduler(),
                     schedule.careplan_pk,
                     start=now,
                     end=now + planner.horizon(),
                     now=now,
                     run=run,
+                    dry_run=True,
                 )
                 count += len(run.previewed)
                 plans += 1
