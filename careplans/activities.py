@@ -7,8 +7,10 @@
 - An activity has a `detail` or a `reference` (cpl-3). A detail counts unless its status is
   cancelled, stopped, completed, entered-in-error or on-hold, or `doNotPerform` is true; its
   `scheduledTiming` repeats, its `scheduledPeriod` is one occurrence, its `scheduledString` cannot
-  be computed (a warning). A reference to an active MedicationRequest uses the `timing` of every
-  `dosageInstruction`.
+  be computed (a warning). A reference to an active MedicationRequest of the plan's own subject uses
+  the `timing` of every `dosageInstruction`; any other (missing, inactive, another patient's) is one
+  and the same warning.
+- A plan schedules at most FHIR_CAREPLAN_MAX_ACTIVITIES activities (the rest: a warning).
 
 Pure functions over JSON: the caller looks up the referenced MedicationRequests.
 """
@@ -62,18 +64,27 @@ def medication_requests(plan: dict) -> list[str]:
     return found
 
 
-def activities(plan: dict, requests: dict[str, dict]) -> Plan:
-    """The schedulable activities of `plan`; `requests` holds the referenced MedicationRequests
-    (by "MedicationRequest/id") the scheduler may see."""
+def activities(plan: dict, requests: dict[str, dict], *, most: int = 100) -> Plan:
+    """The schedulable activities of `plan` (at most `most`); `requests` holds the referenced
+    MedicationRequests (by "MedicationRequest/id") that exist."""
     out = Plan()
-    for index, activity in enumerate(plan.get("activity") or []):
+    listed = plan.get("activity") or []
+    if len(listed) > most:
+        out.warnings.append(
+            f"CarePlan.activity holds {len(listed)} activities; only the first {most} are scheduled"
+        )
+        listed = listed[:most]
+    subject = (plan.get("subject") or {}).get("reference") or ""
+    for index, activity in enumerate(listed):
         key = str(activity.get("id") or index)
         where = f"CarePlan.activity[{index}]"
         detail, reference = activity.get("detail"), activity.get("reference")
         if detail is not None:
             found = _detail(key, where, detail, out.warnings)
         elif reference is not None:
-            found = _reference(key, where, reference, requests, out.warnings)
+            found = _reference(
+                key, where, reference, requests.get(reference.get("reference") or ""), subject, out.warnings
+            )
         else:
             found = None
         if found is not None:
@@ -103,16 +114,23 @@ def _detail(key: str, where: str, detail: dict, warnings: list[str]) -> Activity
 
 
 def _reference(
-    key, where, reference: dict, requests: dict[str, dict], warnings: list[str]
+    key, where, reference: dict, request: dict | None, subject: str, warnings: list[str]
 ) -> Activity | None:
     ref = reference.get("reference") or ""
     if not ref.startswith("MedicationRequest/"):
         return None  # a reference to another kind of request schedules nothing by itself
-    request = requests.get(ref)
-    if request is None:
-        warnings.append(f"{where}.reference {ref} is not a MedicationRequest the scheduler can read")
-        return None
-    if request.get("status") != "active":
+    if (
+        request is None
+        or request.get("status") != "active"
+        or not subject
+        or ((request.get("subject") or {}).get("reference")) != subject
+    ):
+        # One answer for a request that is missing, inactive or another patient's: the plan's
+        # writer learns nothing of a request it may not be able to read, and a plan copies nothing
+        # from another patient's record into its Tasks.
+        warnings.append(
+            f"{where}.reference {ref} is not an active MedicationRequest of the plan's subject: not scheduled"
+        )
         return None
     timings = tuple(
         dosage["timing"]

@@ -55,6 +55,7 @@ class Run:
 
     created: list[Stored] = field(default_factory=list)
     previewed: list[dict] = field(default_factory=list)
+    shown: list[Stored] = field(default_factory=list)  # the answer to the caller: its reads of them
     changed: list[Stored] = field(default_factory=list)  # cancelled, held or resumed
     warnings: list[str] = field(default_factory=list)
 
@@ -83,38 +84,55 @@ def desired(
 ) -> dict[str, dict]:
     """The Task bodies (by id) of the plan's occurrences starting in [start, end)."""
     plan = fhirjson.loads(row.body)
-    requests = _medication_requests(activities.medication_requests(plan))
-    found = activities.activities(plan, requests)
+    found = _activities(plan)
     run.warnings.extend(f"CarePlan/{row.fhir_id}: {w}" for w in found.warnings)
     anchor = _anchor(plan, row)
     tasks: dict[str, dict] = {}
+    budget = settings.FHIR_CAREPLAN_MAX_TASKS_PER_PLAN
     for activity in found.activities:
         spans: list[tuple[datetime, datetime | None]] = []
         if activity.period is not None:
             spans.extend(_period_span(activity.period, start, end, row.fhir_id, activity.key, run))
         for one in activity.timings:
-            schedule, notes = _schedule(plan, one, start=start, end=end, anchor=anchor)
+            schedule, notes = _schedule(plan, one, start=start, end=end, anchor=anchor, limit=budget + 1)
             for note in notes:
                 run.warnings.append(f"CarePlan/{row.fhir_id} activity {activity.key}: {note}")
             spans.extend((o.start, o.end) for o in schedule.occurrences)
         for begins, ends in spans:
+            if len(tasks) >= budget:
+                run.warnings.append(
+                    f"CarePlan/{row.fhir_id}: more than {budget} occurrences in the window "
+                    "(FHIR_CAREPLAN_MAX_TASKS_PER_PLAN): the rest are not made"
+                )
+                return tasks
             body = _task(plan, row.fhir_id, activity, begins, ends, now)
             tasks[body["id"]] = body
     return tasks
 
 
-def _schedule(plan: dict, one: dict, *, start: datetime, end: datetime, anchor: datetime):
+def _activities(plan: dict) -> activities.Plan:
+    requests = _medication_requests(
+        activities.medication_requests(plan)[: settings.FHIR_CAREPLAN_MAX_ACTIVITIES]
+    )
+    return activities.activities(plan, requests, most=settings.FHIR_CAREPLAN_MAX_ACTIVITIES)
+
+
+def _schedule(plan: dict, one: dict, *, start: datetime, end: datetime, anchor: datetime, limit: int = 5000):
     """One timing's occurrences in [start, end), in the plan's zone, with every warning about it."""
     zone, notes = timing.zone_of(plan, one, settings.FHIR_DEFAULT_TIMEZONE)
-    schedule = timing.occurrences(
-        one,
-        window_start=start,
-        window_end=end,
-        anchor=anchor,
-        zone=zone,
-        code_times={**timing.DEFAULT_CODE_TIMES, **settings.FHIR_CAREPLAN_CODE_TIMES},
-        when_times={**timing.DEFAULT_WHEN_TIMES, **settings.FHIR_CAREPLAN_WHEN_TIMES},
-    )
+    try:
+        schedule = timing.occurrences(
+            one,
+            window_start=start,
+            window_end=end,
+            anchor=anchor,
+            zone=zone,
+            code_times={**timing.DEFAULT_CODE_TIMES, **settings.FHIR_CAREPLAN_CODE_TIMES},
+            when_times={**timing.DEFAULT_WHEN_TIMES, **settings.FHIR_CAREPLAN_WHEN_TIMES},
+            limit=max(limit, 1),
+        )
+    except (OverflowError, ValueError) as exc:  # dates at the calendar's edges
+        return timing.Schedule([], [f"the schedule cannot be computed ({exc})"]), notes
     return schedule, [*notes, *schedule.warnings]
 
 
@@ -122,7 +140,7 @@ def warnings_of(plan: dict, plan_id: str, *, now: datetime) -> list[str]:
     """What the scheduler would warn about for this plan (parts it cannot compute), for its writer."""
     if not activities.eligible(plan, all_active=settings.FHIR_CAREPLAN_ALL_ACTIVE):
         return []
-    found = activities.activities(plan, _medication_requests(activities.medication_requests(plan)))
+    found = _activities(plan)
     warnings = list(found.warnings)
     anchor = _parse((plan.get("period") or {}).get("start")) or now
     for activity in found.activities:
@@ -214,11 +232,14 @@ def _medication_requests(refs: list[str]) -> dict[str, dict]:
 
 
 def _existing(tasks: dict[str, dict]) -> set[str]:
-    return set(
-        Resource.objects.system("careplan scheduling: which occurrences exist")
-        .filter(resource_type="Task", fhir_id__in=list(tasks))
-        .values_list("fhir_id", flat=True)
-    )
+    ids, found = list(tasks), set()
+    for first in range(0, len(ids), 500):  # SQLite bounds the parameters of one statement
+        found.update(
+            Resource.objects.system("careplan scheduling: which occurrences exist")
+            .filter(resource_type="Task", fhir_id__in=ids[first : first + 500])
+            .values_list("fhir_id", flat=True)
+        )
+    return found
 
 
 def create_missing(ctx: AccessContext, tasks: dict[str, dict], run: Run, *, again: bool = False) -> None:
@@ -251,7 +272,16 @@ def open_tasks(ctx: AccessContext, plan_id: str) -> list[Resource]:
             ("status", ",".join(_OPEN)),
         ],
     )
-    return list(Resource.objects.system("careplan scheduling: a plan's open Tasks").filter(condition))
+    rows = Resource.objects.system("careplan scheduling: a plan's open Tasks").filter(condition)
+    # Only the plan's own occurrences (their identifier names the plan), whatever else points at it.
+    return [row for row in rows if _occurrence_of(fhirjson.loads(row.body), plan_id)]
+
+
+def _occurrence_of(task: dict, plan_id: str) -> bool:
+    return any(
+        i.get("system") == OCCURRENCE_SYSTEM and str(i.get("value", "")).startswith(f"{plan_id}/")
+        for i in task.get("identifier") or []
+    )
 
 
 def _set_status(ctx: AccessContext, row: Resource, body: dict, status: str, reason: str, run: Run) -> None:

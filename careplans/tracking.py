@@ -6,8 +6,8 @@
 - A CarePlan hook: the parts of an eligible plan the scheduler cannot compute (a scheduledString, a
   timing it cannot read) are warnings in the writer's answer (`Prefer: return=OperationOutcome`).
 - A Task hook (resources/hooks.py): the identifier system of materialised occurrences belongs to the
-  scheduler. A client may not create a Task with it, add it, or change its value; a client may
-  update a materialised Task (its status, its output) as long as that identifier stays as it was.
+  scheduler. A client may not create a Task with it, add it, or change its value, nor change such a
+  Task's `basedOn` or `for`; a client may update a materialised Task (its status, its output).
 """
 
 from __future__ import annotations
@@ -32,8 +32,14 @@ def _occurrences(body: dict | None) -> list:
     return [i for i in (body or {}).get("identifier") or [] if i.get("system") == OCCURRENCE_SYSTEM]
 
 
+# What the scheduler owns in a Task it made: which occurrence of which plan, and for whom.
+_KEPT = ("basedOn", "for")
+
+
 def _prepare(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dict, object]:
-    if ctx.role != SYSTEM and _occurrences(body) != _occurrences(previous):
+    if ctx.role == SYSTEM:
+        return body, None
+    if _occurrences(body) != _occurrences(previous):
         raise error(
             422,
             "business-rule",
@@ -41,6 +47,15 @@ def _prepare(ctx: AccessContext, body: dict, previous: dict | None) -> tuple[dic
             "only; keep it as it is",
             expression=("Task.identifier",),
         )
+    if _occurrences(previous):
+        for element in _KEPT:
+            if body.get(element) != previous.get(element):
+                raise error(
+                    422,
+                    "business-rule",
+                    f"Task.{element} of a Task the CarePlan scheduler made cannot be changed",
+                    expression=(f"Task.{element}",),
+                )
     return body, None
 
 

@@ -5,7 +5,8 @@ Every run is one interaction with the operation `materialize`: one audit row lis
 wrote, in one transaction with them. The Tasks are written by the platform (system scope); a
 scheduled run's context is the scheduler's, on behalf of the plan's author, and `$materialize` is the
 caller's (who needs `materialize` on CarePlan and must be able to read the plan) while the Tasks it
-creates are written by the scheduler. Tasks trigger subscriptions like any write.
+creates are written by the scheduler; its answer shows them as the caller's reads would (property
+filters applied, unreadable ones left out). Tasks trigger subscriptions like any write.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from django.db import transaction
 from django.utils import timezone
 
 from audit.services import note_results
@@ -23,6 +25,7 @@ from careplans.models import Schedule
 from resources import fhirjson, selectors
 
 from .door import interaction
+from .shaping import as_read
 
 
 def scheduler(*, on_behalf_of: str = "", path: str = "") -> AccessContext:
@@ -86,5 +89,20 @@ def materialize(
     author = ((fhirjson.loads(stored.body).get("author") or {}).get("reference")) or ""
     writer = scheduler(on_behalf_of=author, path=f"CarePlan/{fhir_id}/$materialize")
     run = planner.Run()
-    planner.window(writer, stored.pk, start=start, end=end, now=now, run=run, dry_run=dry_run)
+    if dry_run:
+        # The Tasks are written in a savepoint, read back as the caller's reads would show them
+        # (property filters, or not at all), and rolled back: a preview shows no more than the
+        # real run's answer would.
+        with transaction.atomic():
+            planner.window(writer, stored.pk, start=start, end=end, now=now, run=run)
+            run.shown = _as_read(ctx, run.created)
+            transaction.set_rollback(True)
+        run.created = []
+        return run
+    planner.window(writer, stored.pk, start=start, end=end, now=now, run=run)
+    run.shown = _as_read(ctx, run.created)
     return _noted(ctx, run)
+
+
+def _as_read(ctx: AccessContext, written: list) -> list:
+    return [shown for shown in (as_read(ctx, one) for one in written) if shown is not None]

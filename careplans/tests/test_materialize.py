@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from authz import ruleset, tokens
+from authz import rules, ruleset, tokens
 from authz.context import AccessContext
 from careplans import jobs
 from careplans.materialize import OCCURRENCE_SYSTEM, task_id
@@ -41,10 +41,13 @@ RULES = [
 @pytest.fixture
 def world(db):
     ruleset.replace_rules(RULES)
+    rules.forget_rules()  # a test's transaction never commits, so the cache would not learn of it
     for pid in ("p1", "p2"):
         resource_update(
             SYSTEM, resource_type="Patient", fhir_id=pid, body={"resourceType": "Patient", "id": pid}
         )
+    yield
+    rules.forget_rules()
 
 
 def auth(role: str, identity: str = "") -> dict:
@@ -372,3 +375,112 @@ def test_windows_open_and_close(world):
         run = planner.Run()
         planner.advance(door.scheduler(), now=opens + timedelta(hours=13), run=run)
         assert [t for t in tasks(plan_id) if t["id"] == first["id"]][0]["status"] == "failed"
+
+
+def _medication_request(client, admin, patient: str, text: str) -> str:
+    body = {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient}"},
+        "medicationCodeableConcept": {"text": text},
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}],
+    }
+    return client.post("/fhir/MedicationRequest", json.dumps(body), content_type=FHIR, **admin).json()["id"]
+
+
+def test_a_plan_copies_nothing_from_another_patients_request(world):
+    client, admin = Client(), auth("Admin")
+    theirs = _medication_request(client, admin, "p2", "SECRET-DRUG-P2")
+    warnings = []
+    for ref in (f"MedicationRequest/{theirs}", "MedicationRequest/does-not-exist"):
+        body = careplan("p1")
+        body["activity"] = [{"reference": {"reference": ref}}]
+        written = client.post(
+            "/fhir/CarePlan",
+            json.dumps(body),
+            content_type=FHIR,
+            HTTP_PREFER="return=OperationOutcome",
+            **admin,
+        )
+        warnings.append(
+            [
+                i["diagnostics"].replace(ref, "REF")
+                for i in written.json()["issue"]
+                if i["severity"] == "warning"
+            ]
+        )
+    schedule_now()
+    assert warnings[0] == warnings[1] and len(warnings[0]) == 1  # one answer for both
+    everything = Resource.objects.system("careplan tests").filter(resource_type="Task")
+    assert not any("SECRET-DRUG-P2" in row.body for row in everything)
+
+
+@override_settings(FHIR_CAREPLAN_MAX_TASKS_PER_PLAN=50, FHIR_CAREPLAN_MAX_ACTIVITIES=3)
+def test_a_plan_cannot_make_the_scheduler_write_without_bound(world):
+    client, admin = Client(), auth("Admin")
+    body = careplan(times=tuple(f"{h:02d}:{m:02d}:00" for h in range(24) for m in (0, 30)))
+    body["activity"] = body["activity"] * 10
+    written = client.post(
+        "/fhir/CarePlan", json.dumps(body), content_type=FHIR, HTTP_PREFER="return=OperationOutcome", **admin
+    )
+    assert written.status_code == 201
+    plan_id = written["Location"].split("/CarePlan/")[1].split("/")[0]
+    assert any("only the first 3" in i["diagnostics"] for i in written.json()["issue"])
+    schedule_now()
+    assert len(tasks(plan_id)) == 50
+
+
+def test_materialize_answers_as_the_callers_reads(world):
+    client, admin = Client(), auth("Admin")
+    ruleset.replace_rules([
+        *RULES,
+        {"name": "research", "role": "Researcher", "resource": ["CarePlan", "Task"],
+         "operation": ["read", "search", "materialize"], "validator": "Allowed",
+         "property-filters": [{"path": "Task.description", "action": "remove"}, {"path": "Task.for", "action": "remove"}]},
+    ])  # fmt: skip
+    rules.forget_rules()
+    plan_id = write(client, admin, careplan()).json()["id"]
+    researcher = auth("Researcher")
+    for dry in (True, False):
+        params = {"resourceType": "Parameters", "parameter": [{"name": "dry-run", "valueBoolean": dry}]}
+        answer = client.post(
+            f"/fhir/CarePlan/{plan_id}/$materialize", json.dumps(params), content_type=FHIR, **researcher
+        )
+        assert answer.status_code == 200, answer.content
+        shown = [e["resource"] for e in answer.json()["entry"]]
+        assert shown and all("description" not in t and "for" not in t for t in shown)
+        assert "Patient/p1" not in answer.content.decode()
+    assert len(tasks(plan_id)) == len(shown)
+
+
+def test_a_scheduled_tasks_plan_and_patient_cannot_be_changed_by_clients(world):
+    client, admin = Client(), auth("Admin")
+    mine = write(client, admin, careplan("p1")).json()["id"]
+    theirs = write(client, admin, careplan("p2")).json()["id"]
+    schedule_now()
+    task = tasks(mine)[0]
+    patient = auth("Patient", "Patient/p1")
+    moved = {**task, "basedOn": [{"reference": f"CarePlan/{theirs}"}]}
+    assert (
+        client.put(f"/fhir/Task/{task['id']}", json.dumps(moved), content_type=FHIR, **patient).status_code
+        == 422
+    )
+    assert (
+        client.put(f"/fhir/Task/{task['id']}", json.dumps(moved), content_type=FHIR, **admin).status_code
+        == 422
+    )
+
+
+def test_materialize_refuses_windows_off_the_calendar_and_url_parameters(world):
+    client, admin = Client(), auth("Admin")
+    plan_id = write(client, admin, careplan()).json()["id"]
+    params = {"resourceType": "Parameters", "parameter": [
+        {"name": "start", "valueDateTime": "0001-01-01T00:00:00Z"}, {"name": "end", "valueDateTime": "0001-01-05T00:00:00Z"}]}  # fmt: skip
+    answer = client.post(
+        f"/fhir/CarePlan/{plan_id}/$materialize", json.dumps(params), content_type=FHIR, **admin
+    )
+    assert answer.status_code == 400 and answer.json()["resourceType"] == "OperationOutcome"
+    url = client.post(f"/fhir/CarePlan/{plan_id}/$materialize?dry-run=true", "", content_type=FHIR, **admin)
+    assert url.status_code == 400
+    assert tasks(plan_id) == []

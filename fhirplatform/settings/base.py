@@ -368,6 +368,10 @@ FHIR_CAREPLAN_WHEN_TIMES = env.json("FHIR_CAREPLAN_WHEN_TIMES", default={})
 FHIR_CAREPLAN_OVERDUE_STATUS = env.str("FHIR_CAREPLAN_OVERDUE_STATUS", default="failed")
 if FHIR_CAREPLAN_OVERDUE_STATUS not in ("", "failed", "cancelled", "rejected"):
     raise ImproperlyConfigured("FHIR_CAREPLAN_OVERDUE_STATUS must be failed, cancelled, rejected or empty")
+# What one plan may ask for: activities scheduled, and Tasks made per plan and window (the rest are
+# warnings); a plan cannot make the scheduler write without bound.
+FHIR_CAREPLAN_MAX_ACTIVITIES = _int_setting("FHIR_CAREPLAN_MAX_ACTIVITIES", 100)
+FHIR_CAREPLAN_MAX_TASKS_PER_PLAN = _int_setting("FHIR_CAREPLAN_MAX_TASKS_PER_PLAN", 1000)
 # Tasks moved to ready/overdue per run of the minute job, and plans per materialisation batch.
 FHIR_CAREPLAN_ADVANCE_BATCH = _int_setting("FHIR_CAREPLAN_ADVANCE_BATCH", 2000)
 FHIR_CAREPLAN_BATCH_PLANS = _int_setting("FHIR_CAREPLAN_BATCH_PLANS", 200)

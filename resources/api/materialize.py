@@ -31,6 +31,11 @@ def materialize(request: HttpRequest, fhir_id: str) -> HttpResponse:
         raise failure
     if not fhirjson.is_valid_id(fhir_id):
         raise not_found(f"CarePlan/{fhir_id} is not known")
+    asked = set(request.GET) - {"_format", "_pretty"}
+    if asked:
+        raise bad_request(
+            f"$materialize takes its parameters in a Parameters body, not in the URL ({', '.join(sorted(asked))})"
+        )
     options = _options(request)
     run = door.materialize(
         context(request),
@@ -45,10 +50,8 @@ def materialize(request: HttpRequest, fhir_id: str) -> HttpResponse:
     if run.warnings:
         issues = [Issue("informational", text, severity="warning") for text in run.warnings]
         entries.append({"resource": operation_outcome(issues)})
-    for stored in run.created:
+    for stored in run.shown:
         entries.append({"fullUrl": f"{base}/Task/{stored.fhir_id}", "resource": fhirjson.loads(stored.body)})
-    for body in run.previewed:
-        entries.append({"fullUrl": f"{base}/Task/{body['id']}", "resource": body})
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     return json_response(fhirjson.dumps(bundle), 200, request)
 
@@ -86,4 +89,6 @@ def _moment(name: str, value: object, where: tuple[str, ...]) -> datetime:
         raise bad_request(f"Parameter '{name}': '{value}' is not a dateTime", expression=where) from exc
     if moment.tzinfo is None:
         raise bad_request(f"Parameter '{name}': '{value}' needs a time zone", expression=where)
+    if not 1900 <= moment.year <= 2999:
+        raise bad_request(f"Parameter '{name}': '{value}' is outside the years a schedule covers (1900-2999)")
     return moment

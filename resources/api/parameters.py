@@ -21,6 +21,8 @@ def read_parameters(request: HttpRequest, value_keys: dict[str, tuple[str, ...]]
     for index, parameter in enumerate(body.get("parameter") or []):
         where = (f"Parameters.parameter[{index}]",)
         name = parameter.get("name") if isinstance(parameter, dict) else None
+        if not isinstance(name, str):
+            raise bad_request("Every Parameters.parameter needs a name", expression=where)
         if name not in value_keys:
             raise bad_request(
                 f"Unknown parameter '{name}' (expected: {', '.join(value_keys)})", expression=where

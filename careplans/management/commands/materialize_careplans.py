@@ -22,7 +22,6 @@ from careplans import jobs
 from careplans import materialize as planner
 from careplans.models import Schedule
 from interactions import careplans as door
-from resources import fhirjson
 from resources.outcomes import FhirError
 
 
@@ -75,9 +74,9 @@ class Command(BaseCommand):
         for warning in run.warnings:
             self.stderr.write(f"warning: {warning}")
         if dry_run:
-            for body in run.previewed:
-                self.stdout.write(fhirjson.dumps(body))
-            self.stdout.write(f"{len(run.previewed)} Tasks would be created")
+            for shown in run.shown:
+                self.stdout.write(shown.body)
+            self.stdout.write(f"{len(run.shown)} Tasks would be created")
         else:
             self.stdout.write(f"{len(run.created)} Tasks created")
 
