@@ -82,24 +82,33 @@ def _decide(ctx: AccessContext, delivery: Delivery, criteria: str, body: dict):
     """The read rule that allows the version (None for the system scope), or False."""
     resource_type, _, query = criteria.partition("?")
     if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
         try:
             compiled = build_criteria(
                 resource_type,
-                parse_qsl(query, keep_blank_values=True),
+                pairs,
                 strict=True,
                 rows=access.reachable(ctx, "subscribe"),
                 guard=access.guard(ctx, "subscribe"),
             )
         except FhirError:
             return False  # the subscriber's rules no longer let it ask this
-        matched = (
-            Resource.objects.system("subscription delivery: the criteria as the subscriber's search")
-            .filter(Q(pk=delivery.resource_pk) & compiled.q)
-            .exists()
-        )
-        if not matched:
-            return False
+        # Criteria on the resource's own values matched this very version when the event was
+        # dispatched; only chains and _has see other resources, and through the subscriber's view.
+        if _reaches_others(pairs):
+            matched = (
+                Resource.objects.system("subscription delivery: the criteria as the subscriber's search")
+                .filter(Q(pk=delivery.resource_pk) & compiled.q)
+                .exists()
+            )
+            if not matched:
+                return False
     if ctx.role == SYSTEM:
         return None
     rule = rules.decide(ctx, "read", resource_type, delivery.resource_pk, lambda: body)
     return False if rule is None else rule
+
+
+def _reaches_others(pairs: list[tuple[str, str]]) -> bool:
+    """Whether the criteria follow references to other resources (chains, `_has`)."""
+    return any("." in name or name.startswith("_has") for name, _ in pairs)
