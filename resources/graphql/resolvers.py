@@ -1,0 +1,199 @@
+"""Resolvers of the FHIR GraphQL schema: every one that fetches data calls the door
+(interactions/graphql.py), so what a field returns is what a `graphql-read` or `graphql-search` of
+the caller returns, property filters applied. Fields of a resource are read from its body as the door
+handed it back (the default resolver: the JSON property of the same name).
+
+- `T(id:)` (https://hl7.org/fhir/R4/graphql.html#searching): a `graphql-read`;
+- `TList(...)`: a `graphql-search`; `_count` (default FHIR_DEFAULT_COUNT), `_offset` (the matches
+  skipped; `_offset + _count` at most FHIR_MAX_COUNT) and `_sort` as in REST;
+- `Reference.resource(optional:, type:)` (graphql.html#references): a `graphql-read` of the target
+  (`#id` resolves to a contained resource of the same resource). A target that is missing or that
+  the caller may not read is null with an error entry, and both read the same ("... is not known",
+  the door's one answer for both); with `optional: true` it is null without an error; a `type:`
+  other than the target's type is null.
+
+Each reference is one read (memoised per request, so a resource referenced twice is read once): the
+number of statements grows with the number of distinct references, not yet batched per level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from graphql import GraphQLError
+
+from authz.context import AccessContext
+from interactions import graphql as door
+
+from .. import fhirjson
+from ..outcomes import FhirError
+from .errors import from_fhir
+
+# Where a body's references to its contained resources find them (a key no GraphQL field can name).
+CONTAINED = "__contained"
+
+
+@dataclass
+class Request:
+    """What a request's resolvers share (the `context` of the execution)."""
+
+    ctx: AccessContext
+    base_url: str
+    reads: dict = field(default_factory=dict)  # (type, id) -> document or FhirError
+
+
+def document(body: str) -> dict:
+    """A resource body as the resolvers walk it: references to contained resources linked to them."""
+    resource = fhirjson.loads(body)
+    if isinstance(resource, dict) and resource.get("contained"):
+        contained = {c.get("id"): c for c in resource["contained"] if isinstance(c, dict)}
+        _link(resource, contained)
+    return resource
+
+
+def _link(value, contained: dict) -> None:
+    if isinstance(value, dict):
+        reference = value.get("reference")
+        if isinstance(reference, str) and reference.startswith("#"):
+            value[CONTAINED] = contained.get(reference[1:])
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                _link(item, contained)
+    elif isinstance(value, list):
+        for item in value:
+            _link(item, contained)
+
+
+def fetch(request: Request, resource_type: str, fhir_id: str) -> dict:
+    """The caller's `graphql-read` of one resource, once per request; raises its FhirError."""
+    key = (resource_type, fhir_id)
+    if key not in request.reads:
+        try:
+            stored = door.read(request.ctx, resource_type=resource_type, fhir_id=fhir_id)
+            request.reads[key] = document(stored.body)
+        except FhirError as refusal:
+            request.reads[key] = refusal
+    found = request.reads[key]
+    if isinstance(found, FhirError):
+        raise found
+    return found
+
+
+def read(request: Request, resource_type: str, fhir_id: str) -> dict:
+    """`fetch` for a field: a refusal becomes the field's error entry."""
+    try:
+        return fetch(request, resource_type, fhir_id)
+    except FhirError as refusal:
+        raise from_fhir(refusal) from refusal
+
+
+def by_id(resource_type: str):
+    def resolve(root, info, id: str) -> dict:  # noqa: A002  (the spec's argument name)
+        return read(info.context, resource_type, id)
+
+    return resolve
+
+
+def listing(resource_type: str, arguments: dict[str, str]):
+    """The resolver of `TList`: GraphQL arguments back to search parameters, one page of the door."""
+
+    def resolve(root, info, _count=None, _offset=None, _sort=None, **given) -> list[dict]:
+        request: Request = info.context
+        count = settings.FHIR_DEFAULT_COUNT if _count is None else _count
+        offset = _offset or 0
+        if count < 0 or offset < 0:
+            raise GraphQLError("_count and _offset must not be negative")
+        if count + offset > settings.FHIR_MAX_COUNT:
+            raise GraphQLError(
+                f"_offset + _count must not exceed {settings.FHIR_MAX_COUNT}",
+                extensions={"code": "too-costly"},
+            )
+        params = [
+            (arguments[name], value)
+            for name, values in given.items()
+            if values is not None
+            for value in values
+            if value is not None
+        ]
+        if _sort:
+            params.append(("_sort", _sort))
+        if count == 0:
+            return []
+        try:
+            page = door.search(
+                request.ctx,
+                resource_type=resource_type,
+                params=params,
+                count=offset + count,
+                base_urls=(request.base_url,),
+            )
+        except FhirError as refusal:
+            raise from_fhir(refusal) from refusal
+        return [document(stored.body) for stored in page.matches[offset:]]
+
+    return resolve
+
+
+def reference_resource(root, info, optional=None, type=None):  # noqa: A002  (the spec's names)
+    if not isinstance(root, dict) or not isinstance(root.get("reference"), str):
+        return None
+    reference = root["reference"]
+    if reference.startswith("#"):
+        target = root.get(CONTAINED)
+        if target is None and not optional:
+            raise GraphQLError(f"No contained resource {reference}")
+        if target is not None and type and target.get("resourceType") != type:
+            return None
+        return target
+    request: Request = info.context
+    target_key = _local(reference, request.base_url)
+    if target_key is None:
+        if optional:
+            return None
+        raise GraphQLError(f"{reference} is not a reference this server can resolve")
+    if type and target_key[0] != type:
+        return None
+    try:
+        return read(request, *target_key)
+    except GraphQLError:
+        if optional:
+            return None
+        raise
+
+
+def _local(reference: str, base_url: str) -> tuple[str, str] | None:
+    """(type, id) of a relative reference or an absolute one to this server; None otherwise."""
+    if "://" in reference:
+        base = base_url.rstrip("/") + "/"
+        if not reference.startswith(base):
+            return None
+        reference = reference[len(base) :]
+    # A version-specific reference (`Type/id/_history/v`) is not resolved: its target is a version,
+    # which a graphql-read of the current resource would not be.
+    parts = urlsplit(reference).path.split("/")
+    if len(parts) == 2 and parts[0][:1].isupper() and fhirjson.is_valid_id(parts[1]):
+        return parts[0], parts[1]
+    return None
+
+
+def prop(key: str):
+    """The JSON property `key` (for fields whose name is a Python keyword, such as `class`)."""
+
+    def resolve(root, info):
+        return root.get(key) if isinstance(root, dict) else None
+
+    return resolve
+
+
+def extensions(key: str):
+    """`extension(url:)` and `modifierExtension(url:)`: the extensions, or those with that url."""
+
+    def resolve(root, info, url=None):
+        values = root.get(key) if isinstance(root, dict) else None
+        if values is None or url is None:
+            return values
+        return [e for e in values if isinstance(e, dict) and e.get("url") == url]
+
+    return resolve

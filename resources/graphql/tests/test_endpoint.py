@@ -1,0 +1,214 @@
+"""The `$graphql` endpoints (https://hl7.org/fhir/R4/graphql.html) as an Admin: by id, lists,
+references, contained resources, choice types, decimals, instance level, the request forms, and
+malformed requests answered as GraphQL errors (never a 500)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from audit.models import AuditEntry
+
+pytestmark = pytest.mark.django_db
+
+
+def gql(client, query, *, variables=None, path="$graphql", headers=None, operation_name=None):
+    body = {"query": query}
+    if variables is not None:
+        body["variables"] = variables
+    if operation_name is not None:
+        body["operationName"] = operation_name
+    response = client.post(
+        f"/fhir/{path}", json.dumps(body), content_type="application/json", headers=headers or {}
+    )
+    assert response["Content-Type"] == "application/json"
+    return response, json.loads(response.content)
+
+
+@pytest.fixture
+def chart(fhir):
+    """A patient with an observation (decimal value, contained performer) and a practitioner."""
+    dr = fhir.create({"resourceType": "Practitioner", "name": [{"family": "Okafor"}]})
+    patient = fhir.create(
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Nakamura", "given": ["Emi"]}],
+            "birthDate": "1970-03-04",
+            "_birthDate": {"extension": [{"url": "http://example.org/accuracy", "valueCode": "exact"}]},
+            "gender": "female",
+            "generalPractitioner": [{"reference": f"Practitioner/{dr['id']}"}],
+            "deceasedBoolean": False,
+        }
+    )
+    obs = fhir.create(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "subject": {"reference": f"Patient/{patient['id']}"},
+            "valueQuantity": {"value": Decimal("72.50"), "unit": "kg"},
+            "contained": [{"resourceType": "Device", "id": "scale", "manufacturer": "Acme"}],
+            "device": {"reference": "#scale"},
+        }
+    )
+    return {"dr": dr, "patient": patient, "obs": obs}
+
+
+def test_by_id_reads_fields_choices_primitive_extensions_and_references(fhir, chart):
+    pid = chart["patient"]["id"]
+    response, body = gql(
+        fhir.client,
+        """query($id: ID!) { Patient(id: $id) {
+             resourceType id name { family given } birthDate _birthDate { extension { url valueCode } }
+             deceasedBoolean
+             generalPractitioner { reference resource { resourceType ... on Practitioner { name { family } } } }
+           } }""",
+        variables={"id": pid},
+    )
+    assert response.status_code == 200, body
+    assert "errors" not in body
+    patient = body["data"]["Patient"]
+    assert patient["resourceType"] == "Patient" and patient["id"] == pid
+    assert patient["name"] == [{"family": "Nakamura", "given": ["Emi"]}]
+    assert patient["birthDate"] == "1970-03-04"
+    assert patient["_birthDate"]["extension"][0]["valueCode"] == "exact"
+    assert patient["deceasedBoolean"] is False
+    assert patient["generalPractitioner"][0]["resource"] == {
+        "resourceType": "Practitioner",
+        "name": [{"family": "Okafor"}],
+    }
+
+
+def test_decimal_keeps_its_digits_and_contained_references_resolve(fhir, chart):
+    response, _ = gql(
+        fhir.client,
+        f"""{{ Observation(id: "{chart["obs"]["id"]}") {{
+             valueQuantity {{ value unit }}
+             device {{ resource {{ ... on Device {{ id manufacturer }} }} }}
+             contained {{ resourceType id }} }} }}""",
+    )
+    text = response.content.decode()
+    assert '"value":72.50' in text  # the stored digits, not 72.5
+    obs = json.loads(text)["data"]["Observation"]
+    assert obs["device"]["resource"] == {"id": "scale", "manufacturer": "Acme"}
+    assert obs["contained"] == [{"resourceType": "Device", "id": "scale"}]
+
+
+def test_list_with_search_arguments_count_offset_and_sort(fhir, chart):
+    for family in ("Alder", "Birch", "Cedar"):
+        fhir.create({"resourceType": "Patient", "name": [{"family": family}], "gender": "male"})
+    _, body = gql(fhir.client, '{ PatientList(gender: "male", _sort: "family") { name { family } } }')
+    assert [p["name"][0]["family"] for p in body["data"]["PatientList"]] == ["Alder", "Birch", "Cedar"]
+    _, body = gql(
+        fhir.client,
+        '{ PatientList(gender: "male", _sort: "-family", _count: 1, _offset: 1) { name { family } } }',
+    )
+    assert [p["name"][0]["family"] for p in body["data"]["PatientList"]] == ["Birch"]
+    # A parameter with '-' in its name is written with '_'; a list of values is ANDed as in REST.
+    _, body = gql(fhir.client, '{ ObservationList(value_quantity: ["gt70", "lt80"]) { id } }')
+    assert body["data"]["ObservationList"] == [{"id": chart["obs"]["id"]}]
+
+
+def test_instance_level_has_the_resource_as_root(fhir, chart):
+    pid = chart["patient"]["id"]
+    response, body = gql(fhir.client, "{ id name { family } }", path=f"Patient/{pid}/$graphql")
+    assert response.status_code == 200
+    assert body == {"data": {"id": pid, "name": [{"family": "Nakamura"}]}}
+    response, body = gql(fhir.client, "{ id }", path="Patient/missing/$graphql")
+    assert response.status_code == 404
+    assert body["errors"][0]["message"] == "Patient/missing is not known"
+
+
+def test_get_and_raw_graphql_bodies(fhir, chart):
+    pid = chart["patient"]["id"]
+    response = fhir.client.get("/fhir/$graphql", {"query": f'{{ Patient(id: "{pid}") {{ id }} }}'})
+    assert json.loads(response.content) == {"data": {"Patient": {"id": pid}}}
+    response = fhir.client.post(
+        "/fhir/$graphql", f'{{ Patient(id: "{pid}") {{ id }} }}', content_type="application/graphql"
+    )
+    assert json.loads(response.content) == {"data": {"Patient": {"id": pid}}}
+
+
+def test_missing_resource_is_null_with_an_error(fhir):
+    response, body = gql(fhir.client, '{ Patient(id: "nobody") { id } }')
+    assert response.status_code == 200
+    assert body["data"] == {"Patient": None}
+    assert body["errors"][0]["message"] == "Patient/nobody is not known"
+    assert body["errors"][0]["path"] == ["Patient"]
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ Patient(id: ", None),  # syntax
+        ('{ Patient(id: "x") { nosuchfield } }', None),  # unknown field
+        ('{ Spaceship(id: "x") { id } }', None),  # unknown type
+        ('{ PatientList(_count: "many") { id } }', None),  # wrong argument type
+        ("query($n: Int) { PatientList(_count: $n) { id } }", {"n": "many"}),  # wrong variable type
+        ("{ Patient { id } }", None),  # missing required argument
+        ('mutation { Patient(id: "x") { id } }', None),  # no mutations yet
+        ("{ PatientList(_count: -1) { id } }", None),
+        ("{ PatientList(_count: 900, _offset: 900) { id } }", None),
+        ('{ PatientList(birthdate: "not-a-date") { id } }', None),
+        ("{ " * 5000 + "}" * 5000, None),  # deep nesting
+    ],
+)
+def test_malformed_requests_are_graphql_errors_not_500(fhir, query, variables):
+    response, body = gql(fhir.client, query, variables=variables)
+    assert response.status_code in (200, 400), body
+    assert body["errors"] and all(isinstance(e["message"], str) for e in body["errors"])
+    assert "Traceback" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "payload"),
+    [
+        ("application/json", "{not json"),
+        ("application/json", "[1, 2]"),
+        ("application/json", '{"query": 3}'),
+        ("application/json", '{"query": "{ PatientList { id } }", "variables": [1]}'),
+        ("text/plain", "{ PatientList { id } }"),
+        ("application/graphql", b"\xff\xfe"),
+    ],
+)
+def test_bad_bodies_are_errors(fhir, content_type, payload):
+    response = fhir.client.post("/fhir/$graphql", payload, content_type=content_type)
+    assert response.status_code in (400, 415)
+    assert json.loads(response.content)["errors"][0]["message"]
+
+
+def test_other_methods_and_bad_credentials(fhir, client):
+    response = fhir.client.put("/fhir/$graphql", "{}", content_type="application/json")
+    assert response.status_code == 405
+    assert json.loads(response.content)["errors"]
+    response = client.post(
+        "/fhir/$graphql",
+        json.dumps({"query": "{ PatientList { id } }"}),
+        content_type="application/json",
+        headers={"Authorization": "Bearer nonsense"},
+    )
+    assert response.status_code == 401
+    assert json.loads(response.content)["errors"]
+
+
+def test_one_audit_row_per_request_naming_the_operation(fhir, chart):
+    pid = chart["patient"]["id"]
+    before = AuditEntry.objects.count()
+    gql(
+        fhir.client,
+        f"""{{ Patient(id: "{pid}") {{ id generalPractitioner {{ resource {{ id }} }} }}
+              again: Patient(id: "{pid}") {{ id }} }}""",
+    )
+    rows = list(AuditEntry.objects.order_by("-id")[: AuditEntry.objects.count() - before])
+    assert [r.operation for r in rows] == ["graphql-read"]
+    assert f"Patient/{pid}" in rows[0].results and f"Practitioner/{chart['dr']['id']}" in rows[0].results
+    before = AuditEntry.objects.count()
+    gql(fhir.client, '{ PatientList { id } Patient(id: "x") { id } }')
+    rows = list(AuditEntry.objects.order_by("-id")[: AuditEntry.objects.count() - before])
+    assert [r.operation for r in rows] == ["graphql-search"]
+    before = AuditEntry.objects.count()
+    gql(fhir.client, "{ Patient(id: ")
+    rows = list(AuditEntry.objects.order_by("-id")[: AuditEntry.objects.count() - before])
+    assert [(r.operation, r.status) for r in rows] == [("graphql-read", 400)]
