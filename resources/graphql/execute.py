@@ -12,8 +12,6 @@ whole request is a 404.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -32,24 +30,11 @@ from interactions import graphql as door
 
 from .. import definitions
 from . import errors, resolvers
+from .result import Executed, refused
 from .schema import instance_schema, schema
 
 # GraphQL parsing is recursive: bound what one request may nest (graphql-core's own guard).
 _MAX_TOKENS = 20_000
-
-
-@dataclass
-class Executed:
-    """What the view renders: the result, and the status the audit row records for it."""
-
-    data: dict | None
-    errors: list[dict] = field(default_factory=list)
-    status: int = 200
-    operation: str = "graphql-read"  # graphql-search when the query selects a list
-
-
-def refused(message: str, status: int = 400) -> Executed:
-    return Executed(None, [{"message": message, "extensions": {"status": status}}], status)
 
 
 def run(

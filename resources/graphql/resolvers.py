@@ -9,8 +9,9 @@ handed it back (the default resolver: the JSON property of the same name).
 - `Reference.resource(optional:, type:)` (graphql.html#references): a `graphql-read` of the target
   (`#id` resolves to a contained resource of the same resource). A target that is missing or that
   the caller may not read is null with an error entry, and both read the same ("... is not known",
-  the door's one answer for both); with `optional: true` it is null without an error; a `type:`
-  other than the target's type is null.
+  the door's one answer for both; a type the caller may not read at all is told the same way, not
+  as the 403 a by-id query of it gets); with `optional: true` it is null without an error; a
+  `type:` other than the target's type is null.
 
 Each reference is one read (memoised per request, so a resource referenced twice is read once): the
 number of statements grows with the number of distinct references, not yet batched per level.
@@ -28,7 +29,7 @@ from authz.context import AccessContext
 from interactions import graphql as door
 
 from .. import fhirjson
-from ..outcomes import FhirError
+from ..outcomes import FhirError, not_found
 from .errors import from_fhir
 
 # Where a body's references to its contained resources find them (a key no GraphQL field can name).
@@ -156,11 +157,15 @@ def reference_resource(root, info, optional=None, type=None):  # noqa: A002  (th
     if type and target_key[0] != type:
         return None
     try:
-        return read(request, *target_key)
-    except GraphQLError:
+        return fetch(request, *target_key)
+    except FhirError as refusal:
         if optional:
             return None
-        raise
+        if refusal.status == 403:
+            # A type the caller may not read at all: said as a missing target is, so that a
+            # reference tells nothing about what it points to.
+            refusal = not_found(f"{target_key[0]}/{target_key[1]} is not known")
+        raise from_fhir(refusal) from refusal
 
 
 def _local(reference: str, base_url: str) -> tuple[str, str] | None:

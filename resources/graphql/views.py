@@ -28,7 +28,7 @@ from interactions import door
 
 from .. import fhirjson, limits
 from ..outcomes import FhirError
-from . import execute
+from .result import Executed, refused
 
 _GRAPHQL = "application/graphql"
 _JSON = ("application/json", "application/fhir+json")
@@ -49,10 +49,14 @@ def _answer(request: HttpRequest, resource_type: str | None, fhir_id: str | None
     try:
         ctx = _context(request)
         if request.method not in ("GET", "POST"):
-            response = _render(execute.refused(f"{request.method} is not supported on $graphql", 405))
+            response = _render(refused(f"{request.method} is not supported on $graphql", 405))
             response["Allow"] = "GET, POST"
         else:
             query, variables, operation_name = _params(request)
+            # GraphQL's libraries load with the first GraphQL request, not with every process
+            # (management commands, workers) that loads the URL map.
+            from . import execute
+
             result = execute.run(
                 ctx,
                 query=query,
@@ -133,15 +137,13 @@ def _bad(message: str, status: int = 400) -> FhirError:
     return error(status, "invalid" if status == 400 else "not-supported", message)
 
 
-def _from_refusal(exc: FhirError, message: str | None = None) -> execute.Executed:
+def _from_refusal(exc: FhirError, message: str | None = None) -> Executed:
     text = message or "; ".join(i.diagnostics for i in exc.issues) or "Refused"
     code = exc.issues[0].code if exc.issues else "exception"
-    return execute.Executed(
-        None, [{"message": text, "extensions": {"status": exc.status, "code": code}}], exc.status
-    )
+    return Executed(None, [{"message": text, "extensions": {"status": exc.status, "code": code}}], exc.status)
 
 
-def _render(result: execute.Executed) -> HttpResponse:
+def _render(result: Executed) -> HttpResponse:
     body: dict = {}
     if result.errors:
         body["errors"] = result.errors
@@ -171,7 +173,7 @@ def _audited(
             reason = json.loads(response.content)["errors"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             pass
-        # Named after what the query asked for when it could be parsed (execute.Executed.operation).
+        # Named after what the query asked for when it could be parsed (Executed.operation).
         operation = getattr(response, "graphql_operation", "graphql-read")
         try:
             door.record_outside(
@@ -179,6 +181,6 @@ def _audited(
             )
         except Exception:
             logging.getLogger(__name__).exception("Could not audit %s %s", request.method, request.path)
-            response = _render(execute.refused("The request could not be audited", 500))
+            response = _render(refused("The request could not be audited", 500))
     response["X-Request-Id"] = ctx.request_id
     return response
