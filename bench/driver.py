@@ -21,17 +21,19 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench import fixtures  # noqa: E402
+from bench import fixtures, notifications  # noqa: E402
 from bench import search_queries as sq  # noqa: E402
 
 BENCH = ROOT / "bench"
@@ -97,7 +99,22 @@ class Config:
 # The search scenarios run after S1/S2 and before S5/S6, which empty the store: S3 and S8 on the demo
 # patients, then S4 once the 100,000 Patients are added (S3 would otherwise search those too).
 # S9/S10 (the rule chain's cost) run on the same demo data, right after S3 and before S4 adds Patients.
-ALL_SCENARIOS = ["CEIL_HTTP", "S2", "S1", "S3", "S9", "S10", "S8", "S4", "S5", "S6", "CEIL_DB"]
+# The subscription scenarios (bench/notifications.py) come last: S13 measures S1 again (outbox on and
+# off), S11/S12 stop the main server and run their own with Redis and a Celery worker.
+ALL_SCENARIOS = [
+    "CEIL_HTTP",
+    "S2",
+    "S1",
+    "S3",
+    "S9",
+    "S10",
+    "S8",
+    "S4",
+    "S5",
+    "S6",
+    "CEIL_DB",
+    *notifications.SCENARIOS,
+]
 NEEDS_CEILING = {"S1": "CEIL_HTTP", "S2": "CEIL_HTTP", "S5": "CEIL_DB", "S6": "CEIL_DB"}
 
 
@@ -293,12 +310,19 @@ def server_env(cfg: Config) -> dict:
 
 
 class Server:
-    def __init__(self, cfg: Config):
+    """One gunicorn; `extra_env` on top of server_env (the subscription scenarios start others)."""
+
+    def __init__(self, cfg: Config, extra_env: dict | None = None, log_name: str = "gunicorn.log"):
         self.cfg = cfg
+        self.extra_env = extra_env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = RESULTS / "gunicorn.log"
+        self.log_path = RESULTS / log_name
         self.proc: subprocess.Popen | None = None
+        self.started = 0
+
+    def env(self) -> dict:
+        return {**server_env(self.cfg), **self.extra_env}
 
     def command(self) -> list[str]:
         cfg = self.cfg
@@ -325,11 +349,13 @@ class Server:
         return cmd
 
     def start(self) -> None:
-        self.log_file = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())
+        # Started again after a scenario that needed it stopped: the log goes on.
+        self.log_file = open(self.log_path, "a" if self.started else "w")  # noqa: SIM115 (closed in stop())
+        self.started += 1
         self.proc = subprocess.Popen(
             self.command(),
             cwd=ROOT,
-            env=server_env(self.cfg),
+            env=self.env(),
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -350,7 +376,7 @@ class Server:
         minted = subprocess.run(
             [str(VENV_BIN / "python"), "manage.py", "issue_token", "--role", "Admin", "--label", "bench"],
             cwd=ROOT,
-            env=server_env(self.cfg),
+            env=self.env(),
             capture_output=True,
             text=True,
             check=True,
@@ -1584,7 +1610,10 @@ def add_ratios(results: dict) -> None:
 
 
 def table_rows(name: str, res: dict) -> list[tuple[str, dict]]:
-    """The table rows of one scenario: one, or one per persona (S9, S10)."""
+    """The table rows of one scenario: one, or one per persona (S9, S10); none for those that print
+    their own lines (the subscription scenarios)."""
+    if res.get("table") is False:
+        return []
     if "personas" in res:
         return [(f"{name} {persona}", part) for persona, part in res["personas"].items()]
     return [(name, res)]
@@ -1722,6 +1751,7 @@ def print_search_details(results: dict) -> None:
             f"  plans: {s3.get('explain_file')}; kinds missing index use: {s3.get('queries_missing_index')}"
         )
     print_rule_chain_details(results)
+    notifications.print_details(results)
     s8 = results.get("S8")
     if s8:
         print(
@@ -1865,6 +1895,52 @@ def wait_for_quiet(limit_s: int) -> float:
         log(f"machine {share:.0%} busy with other work; waiting for it to settle")
 
 
+def subscription_runners() -> dict:
+    """The scenarios of bench/notifications.py, given the driver's helpers (it is run as a script, so
+    the module cannot import it back)."""
+    kit = SimpleNamespace(
+        Server=Server,
+        server_env=server_env,
+        scenario_crud=scenario_crud,
+        auth=lambda: AUTH["Authorization"],
+        db_exec=db_exec,
+        all_stats=_all_stats,
+        machine_busy=machine_busy,
+        wait_for_quiet=wait_for_quiet,
+        free_port=free_port,
+        log=log,
+        root=ROOT,
+        results=RESULTS,
+        work=WORK,
+        venv_bin=VENV_BIN,
+        clk_tck=CLK_TCK,
+        CpuTracker=CpuTracker,
+        speedscope_hotspots=speedscope_hotspots,
+    )
+
+    def guarded(name: str, run):
+        # A failure here (a worker that does not start, a receiver gone) is reported as the
+        # scenario's result: the results of the scenarios before it are kept.
+        def runner(server: Server, cfg: Config) -> dict:
+            try:
+                return run(kit, server, cfg)
+            except Exception as exc:
+                log(f"{name} failed: {exc!r}")
+                if server.proc is None or server.proc.poll() is not None:
+                    server.start()
+                return {"scenario": name, "table": False, "error": traceback.format_exc()[-3000:]}
+
+        return runner
+
+    return {
+        "S11": guarded("S11", notifications.scenario_latency),
+        "S11A": guarded("S11A", notifications.scenario_latency_all),
+        "S12": guarded("S12", notifications.scenario_throughput),
+        "S13": guarded("S13", notifications.scenario_outbox_cost),
+        "S14": guarded("S14", notifications.scenario_websocket),
+    }
+
+
 def main() -> None:
     cfg = Config(scenarios=selected_scenarios())
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -1916,6 +1992,7 @@ def main() -> None:
             "S4": scenario_lookup,
             "S9": scenario_narrowed_search,
             "S10": scenario_compartment_read,
+            **subscription_runners(),
         }
         for name in cfg.scenarios:
             # Other work on the machine (tests of other people) takes CPU from the server: give it a

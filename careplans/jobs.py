@@ -22,6 +22,7 @@ from interactions import careplans as door
 from resources import fhirjson
 from resources.models import Resource
 
+from . import materialize as planner
 from .models import Schedule
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ def extend_horizon(*, progress=None) -> int:
 
 
 def advance() -> int:
-    run = door.advance(door.scheduler(path="Task (windows)"))
-    return len(run.changed)
+    ctx = door.scheduler(path="Task (windows)")
+    if not planner.advance_due(ctx, now=timezone.now()):
+        return 0  # nothing opened or closed: no run, no audit row
+    return len(door.advance(ctx).changed)
 
 
 def _author(careplan_pk: int) -> str:

@@ -371,25 +371,38 @@ def window(
     create_missing(ctx, desired(ctx, row, start=start, end=end, now=now, run=run), run)
 
 
+def _due(ctx: AccessContext, now: datetime) -> list[Resource]:
+    """Tasks to move on: `requested` ones whose window opened, and (with an overdue status) `ready`
+    ones whose window ended (`eb`: the period ends before now); a bounded batch of each."""
+    stamp = _instant(now)
+    asks = [[("status", "requested"), ("period", f"le{stamp}")]]
+    if settings.FHIR_CAREPLAN_OVERDUE_STATUS:
+        asks.append([("status", "ready"), ("period", f"eb{stamp}")])
+    found: list[Resource] = []
+    for ask in asks:
+        condition = criteria_filter(ctx, "Task", [("identifier", f"{OCCURRENCE_SYSTEM}|"), *ask])
+        rows = Resource.objects.system("careplan scheduling: Tasks whose window opened").filter(condition)
+        found.extend(rows.order_by("pk")[: settings.FHIR_CAREPLAN_ADVANCE_BATCH])
+    return found
+
+
+def advance_due(ctx: AccessContext, *, now: datetime) -> bool:
+    """Whether a window opened or closed since the last run (so a run has something to record)."""
+    return bool(_due(ctx, now))
+
+
 def advance(ctx: AccessContext, *, now: datetime, run: Run) -> None:
     """Occurrence windows that opened make their Tasks `ready`; windows that closed unfulfilled make
     them overdue (FHIR_CAREPLAN_OVERDUE_STATUS, e.g. `failed`, or nothing)."""
-    stamp = _instant(now)
-    condition = criteria_filter(
-        ctx,
-        "Task",
-        [("identifier", f"{OCCURRENCE_SYSTEM}|"), ("status", "requested,ready"), ("period", f"le{stamp}")],
-    )
     overdue = settings.FHIR_CAREPLAN_OVERDUE_STATUS
-    rows = Resource.objects.system("careplan scheduling: Tasks whose window opened").filter(condition)
-    for row in rows.order_by("pk")[: settings.FHIR_CAREPLAN_ADVANCE_BATCH]:
+    for row in _due(ctx, now):
         task = fhirjson.loads(row.body)
         period = (task.get("restriction") or {}).get("period") or {}
-        begins, ends = _parse(period.get("start")), _parse(period.get("end"))
+        ends = _parse(period.get("end"))
         if ends is not None and ends <= now:
             if overdue:
                 _set_status(ctx, row, task, overdue, "Not done within its window", run)
-        elif begins is not None and begins <= now and task["status"] == "requested":
+        elif task["status"] == "requested":
             _set_status(ctx, row, task, "ready", "", run)
 
 

@@ -29,7 +29,7 @@ from resources.models import Resource, ResourceVersion
 from resources.outcomes import FhirError
 from resources.search.conditional import criteria_filter, parse_criteria
 
-from . import outbox
+from . import outbox, prefilter
 from .models import Delivery, Event, SubscriptionState
 
 
@@ -102,9 +102,14 @@ def _matching(event: Event, states: list[SubscriptionState]) -> list[Subscriptio
     text = _content(event)
     if text is None:
         return []
+    body = fhirjson.loads(text)
+    rows = prefilter.rows_of(event.resource_type, body)
     by_criteria: dict[str, list[SubscriptionState]] = defaultdict(list)
     for state in states:
-        by_criteria[state.criteria].append(state)
+        if prefilter.may_match(state.criteria, event.fhir_id, rows):
+            by_criteria[state.criteria].append(state)
+    if not by_criteria:
+        return []
     current = (
         Resource.objects.system("subscription matching")
         .filter(pk=event.resource_pk, version=event.version, deleted=False)
@@ -112,9 +117,7 @@ def _matching(event: Event, states: list[SubscriptionState]) -> list[Subscriptio
     )
     if current:
         return _evaluate(event, by_criteria)
-    with versions.standing_in(
-        _system(), event.resource_type, event.fhir_id, event.resource_pk, text, fhirjson.loads(text)
-    ):
+    with versions.standing_in(_system(), event.resource_type, event.fhir_id, event.resource_pk, text, body):
         return _evaluate(event, by_criteria)
 
 

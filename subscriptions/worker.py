@@ -144,6 +144,11 @@ def sweep(*, late: float = 0.0) -> list[int]:
     (for at least `late` seconds)."""
     for fhir_id in deliveries.expire():
         set_status(fhir_id, "off")
+    return dispatch_all(late=late)
+
+
+def dispatch_all(*, late: float = 0.0) -> list[int]:
+    """What a wake-up does: match every pending event, return the deliveries that are due."""
     while matching.dispatch():
         pass
     return deliveries.due(late=late)
@@ -191,28 +196,49 @@ class EmbeddedWorker:
         self._thread.start()
 
     def _loop(self) -> None:
+        last_sweep = float("-inf")
         while True:
             self._wake.wait(settings.FHIR_WORKER_SWEEP_SECONDS)
             self._wake.clear()
+            full = time.monotonic() - last_sweep >= settings.FHIR_WORKER_SWEEP_SECONDS
             try:
-                self._round()
+                self._round(full)
             except Exception:
                 log.exception("Subscription worker round failed; trying again at the next sweep")
             finally:
                 close_old_connections()
+            if full:
+                last_sweep = time.monotonic()
+            # Commits that arrive meanwhile are matched together in the next round: under a stream of
+            # writes the worker runs a few rounds a second, not one per commit beside the requests.
+            time.sleep(settings.FHIR_WORKER_MIN_INTERVAL)
 
-    def _round(self) -> None:
+    def _round(self, full: bool) -> None:
+        """A wake-up matches and delivers; a full round (every sweep interval) also expires ended
+        subscriptions, purges, and runs the periodic jobs."""
+        if not full:
+            self._submit(dispatch_all())
+            self._jobs(every_round_only=True)
+            return
         if time.monotonic() - self._last_purge > 3600:
             deliveries.purge()
             self._last_purge = time.monotonic()
-        for pk in sweep():
+        self._submit(sweep())
+        # After the deliveries are on their way: a long job (a materialisation) holds up no notification.
+        self._jobs()
+
+    def _submit(self, due: list[int]) -> None:
+        for pk in due:
             with self._lock:
                 if pk in self._running:
                     continue
                 self._running.add(pk)
             self._pool.submit(self._deliver, pk)
-        # After the deliveries are on their way: a long job (a materialisation) holds up no notification.
+
+    def _jobs(self, every_round_only: bool = False) -> None:
         for name, every, job in list(_jobs):
+            if every_round_only and every:
+                continue
             if time.monotonic() - self._last_run.get(name, float("-inf")) >= every:
                 self._last_run[name] = time.monotonic()
                 try:

@@ -5,6 +5,7 @@ ids are digits and which none of the examples uses); the few examples that break
 specification are refused with an OperationOutcome that says why."""
 
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,13 @@ def _without_server_meta(body: dict) -> dict:
 
 def _as_accepted(subscription: dict) -> dict:
     """A Subscription as the server stores it (subscriptions/definition.py): accepted at once, so
-    `requested` becomes `active`, and the receiver's header values masked."""
+    `requested` becomes `active` (or `off` when its `end` has passed), and the receiver's header
+    values masked."""
     out = {**subscription, "channel": dict(subscription["channel"])}
     if out["status"] == "requested":
         out["status"] = "active"
+    if out["status"] == "active" and out.get("end", "9999") < datetime.now(UTC).isoformat():
+        out["status"] = "off"  # ended already
     if "header" in out["channel"]:
         out["channel"]["header"] = [f"{line.split(':', 1)[0]}: ****" for line in out["channel"]["header"]]
     return out

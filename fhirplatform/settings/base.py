@@ -340,8 +340,10 @@ FHIR_WEBSOCKET_REPLAY_LIMIT = _int_setting("FHIR_WEBSOCKET_REPLAY_LIMIT", 1000)
 FHIR_WEBSOCKET_MAX_BINDINGS = _int_setting("FHIR_WEBSOCKET_MAX_BINDINGS", 100)
 # Seconds after which a binding is decided again (credential and rules) before its next ping.
 FHIR_WEBSOCKET_RECHECK_SECONDS = _int_setting("FHIR_WEBSOCKET_RECHECK_SECONDS", 60, minimum=0)
-# Seconds between the periodic sweeps of the embedded worker.
+# Seconds between the periodic sweeps of the embedded worker (expiry, purge, periodic jobs).
 FHIR_WORKER_SWEEP_SECONDS = env.float("FHIR_WORKER_SWEEP_SECONDS", default=5.0)
+# Seconds the embedded worker rests after a round: commits meanwhile are matched together.
+FHIR_WORKER_MIN_INTERVAL = env.float("FHIR_WORKER_MIN_INTERVAL", default=0.1)
 
 # --- CarePlan scheduling (careplans/) ---
 # Every active CarePlan is materialised, not only those tagged careplan-scheduling|materialize.

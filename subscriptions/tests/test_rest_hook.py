@@ -12,7 +12,7 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from authz import ruleset, tokens
+from authz import rules, ruleset, tokens
 from authz.context import AccessContext
 from resources.services import resource_update
 from subscriptions import worker
@@ -47,11 +47,13 @@ def hook():
 @pytest.fixture
 def world(db):
     ruleset.replace_rules(RULES)
+    rules.forget_rules()  # a test's transaction never commits, so the cache would not learn of it
     for pid in ("p1", "p2"):
         resource_update(
             SYSTEM, resource_type="Patient", fhir_id=pid, body={"resourceType": "Patient", "id": pid}
         )
-    return None
+    yield
+    rules.forget_rules()
 
 
 def url(hook) -> str:
@@ -153,6 +155,7 @@ def test_private_endpoints_are_refused_unless_listed(world):
 def test_subscribe_is_needed_on_the_criteria_type(world, hook):
     ruleset.replace_rules([*RULES, {"name": "viewer", "role": "Viewer", "resource": "*", "operation": ["read", "create"],
                                     "validator": "Allowed"}])  # fmt: skip
+    rules.forget_rules()
     answer = post(Client(), token("Viewer"), "Subscription", subscription(url(hook)))
     assert answer.status_code == 403
     research = post(
