@@ -29,7 +29,7 @@ from graphql.utilities import get_operation_ast
 from interactions import graphql as door
 
 from .. import definitions
-from . import errors, resolvers
+from . import errors, limits, resolvers
 from .result import Executed, refused
 from .schema import instance_schema, schema
 
@@ -70,6 +70,10 @@ def run(
     if operation.operation != OperationType.QUERY:
         message = f"{operation.operation.value} operations are not supported"
         return Executed(None, [{"message": message, "extensions": {"status": 400}}], 400, named)
+    try:
+        limits.check(document, operation, variables)
+    except GraphQLError as over:
+        return Executed(None, [errors.entry(over)], 400, named)
     request = resolvers.Request(ctx, base_url)
 
     def execution() -> Executed:

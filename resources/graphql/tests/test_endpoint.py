@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.test import override_settings
 
 from audit.models import AuditEntry
 
@@ -212,3 +213,25 @@ def test_one_audit_row_per_request_naming_the_operation(fhir, chart):
     gql(fhir.client, "{ Patient(id: ")
     rows = list(AuditEntry.objects.order_by("-id")[: AuditEntry.objects.count() - before])
     assert [(r.operation, r.status) for r in rows] == [("graphql-read", 400)]
+
+
+@override_settings(FHIR_GRAPHQL_MAX_DEPTH=4, FHIR_GRAPHQL_MAX_FIELDS=30, FHIR_GRAPHQL_MAX_COST=50)
+def test_limits_are_errors_naming_the_limit(fhir, chart):
+    pid = chart["patient"]["id"]
+    cases = {
+        "FHIR_GRAPHQL_MAX_DEPTH": f'{{ Patient(id: "{pid}") {{ meta {{ extension {{ valueCoding {{ extension {{ url }} }} }} }} }} }}',
+        "FHIR_GRAPHQL_MAX_FIELDS": "fragment F on Patient { id gender birthDate active } { "
+        + " ".join(f'p{i}: Patient(id: "{pid}") {{ ...F }}' for i in range(8))
+        + " }",
+        "FHIR_GRAPHQL_MAX_COST": "{ PatientList(_count: 30) { generalPractitioner { resource { id } } } }",
+    }
+    for setting, query in cases.items():
+        response, body = gql(fhir.client, query)
+        assert response.status_code == 400, (setting, body)
+        assert setting in body["errors"][0]["message"], body
+        assert body["errors"][0]["extensions"]["code"] == "too-costly"
+    # Within the limits the same shapes run.
+    response, body = gql(
+        fhir.client, "{ PatientList(_count: 4) { generalPractitioner { resource { id } } } }"
+    )
+    assert response.status_code == 200 and "errors" not in body, body
