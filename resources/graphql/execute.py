@@ -33,6 +33,8 @@ from . import errors, limits, resolvers
 from .result import Executed, refused
 from .schema import instance_schema, schema
 
+# Root fields that list resources (a `graphql-search`): `TList` and `TConnection`.
+_LISTING = ("List", "Connection")
 # GraphQL parsing is recursive: bound what one request may nest (graphql-core's own guard).
 _MAX_TOKENS = 20_000
 
@@ -103,7 +105,8 @@ def _status(data: dict | None, problems: list[GraphQLError]) -> int:
 
 
 def _lists(document: DocumentNode, operation: OperationDefinitionNode) -> bool:
-    """Whether the operation selects a list of resources (`TList`), through fragments too."""
+    """Whether the operation selects a list of resources (`TList`, `TConnection`), through fragments
+    too."""
     fragments = {f.name.value: f for f in document.definitions if hasattr(f, "type_condition") and f.name}
     types = definitions.resource_types()
     seen: set[str] = set()
@@ -115,7 +118,7 @@ def _lists(document: DocumentNode, operation: OperationDefinitionNode) -> bool:
         for selection in selections.selections:
             if isinstance(selection, FieldNode):
                 name = selection.name.value
-                if name.endswith("List") and name[: -len("List")] in types:
+                if any(name.endswith(kind) and name[: -len(kind)] in types for kind in _LISTING):
                     return True
                 pending.append(selection.selection_set)
             elif isinstance(selection, InlineFragmentNode):

@@ -49,34 +49,36 @@ class _Walk:
         self.max_fields = _setting("FHIR_GRAPHQL_MAX_FIELDS", 5000)
 
     def selections(
-        self, selection_set: SelectionSetNode | None, depth: int, factor: int, stack: tuple
+        self, selection_set: SelectionSetNode | None, depth: int, factor: int, stack: tuple, parent: str = ""
     ) -> None:
         if selection_set is None:
             return
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                self.field(selection, depth + 1, factor, stack)
+                self.field(selection, depth + 1, factor, stack, parent)
             elif isinstance(selection, InlineFragmentNode):
-                self.selections(selection.selection_set, depth, factor, stack)
+                self.selections(selection.selection_set, depth, factor, stack, parent)
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 fragment = self.fragments.get(name)
                 if fragment is not None and name not in stack:  # a cycle is the validator's to report
-                    self.selections(fragment.selection_set, depth, factor, (*stack, name))
+                    self.selections(fragment.selection_set, depth, factor, (*stack, name), parent)
 
-    def field(self, node: FieldNode, depth: int, factor: int, stack: tuple) -> None:
+    def field(self, node: FieldNode, depth: int, factor: int, stack: tuple, parent: str) -> None:
         self.fields += 1
         if self.fields > self.max_fields:
             raise _over("fields", "FHIR_GRAPHQL_MAX_FIELDS", self.max_fields)
         self.depth = max(self.depth, depth)
         name = node.name.value
-        if name.endswith("List") and name[: -len("List")] in self.types:
+        if any(name.endswith(kind) and name[: -len(kind)] in self.types for kind in ("List", "Connection")):
             count = self.count(node)
             self.cost += factor * count
             factor *= max(count, 1)
-        elif name in self.types or (name == "resource" and node.selection_set is not None):
-            self.cost += factor
-        self.selections(node.selection_set, depth, factor, stack)
+        elif name in self.types or (
+            name == "resource" and parent != "edges" and node.selection_set is not None
+        ):
+            self.cost += factor  # a read (an edge's `resource` is its page's own row)
+        self.selections(node.selection_set, depth, factor, stack, name)
 
     def count(self, node: FieldNode) -> int:
         """The rows a list reads: `_count` (or the default) plus the `_offset` it skips."""

@@ -30,6 +30,7 @@ from interactions import graphql as door
 
 from .. import fhirjson
 from ..outcomes import FhirError, not_found
+from . import cursors
 from .errors import from_fhir
 
 # Where a body's references to its contained resources find them (a key no GraphQL field can name).
@@ -111,15 +112,7 @@ def listing(resource_type: str, arguments: dict[str, str]):
                 f"_offset + _count must not exceed {settings.FHIR_MAX_COUNT}",
                 extensions={"code": "too-costly"},
             )
-        params = [
-            (arguments[name], value)
-            for name, values in given.items()
-            if values is not None
-            for value in values
-            if value is not None
-        ]
-        if _sort:
-            params.append(("_sort", _sort))
+        params = _params(arguments, given, _sort)
         if count == 0:
             return []
         try:
@@ -135,6 +128,72 @@ def listing(resource_type: str, arguments: dict[str, str]):
         return [document(stored.body) for stored in page.matches[offset:]]
 
     return resolve
+
+
+def connection(resource_type: str, arguments: dict[str, str]):
+    """The resolver of `TConnection` (graphql.html#searching, "Connections"): one page of the door,
+    with the engine's keyset cursors wrapped with the page's offset (cursors.py). `count` is the
+    total, counted only when the query selects it."""
+
+    def resolve(root, info, _count=None, _cursor=None, _sort=None, **given) -> dict:
+        request: Request = info.context
+        count = settings.FHIR_DEFAULT_COUNT if _count is None else _count
+        if count < 1 or count > settings.FHIR_MAX_COUNT:
+            raise GraphQLError(f"_count must be between 1 and {settings.FHIR_MAX_COUNT}")
+        position, offset = cursors.decode(_cursor) if _cursor else (None, 0)
+        params = _params(arguments, given, _sort)
+        try:
+            page = door.search(
+                request.ctx,
+                resource_type=resource_type,
+                params=params,
+                count=count,
+                cursor=position,
+                total="accurate" if _selects(info, "count") else None,
+                base_urls=(request.base_url,),
+            )
+        except FhirError as refusal:
+            raise from_fhir(refusal) from refusal
+        return {
+            "count": page.total,
+            "offset": offset,
+            "pagesize": count,
+            "first": cursors.encode(None, 0),
+            "previous": cursors.encode(page.previous_cursor, max(offset - count, 0))
+            if page.previous_cursor
+            else None,
+            "next": cursors.encode(page.next_cursor, offset + len(page.matches))
+            if page.next_cursor
+            else None,
+            "last": None,
+            "edges": [
+                {"mode": "match", "score": None, "resource": document(stored.body)} for stored in page.matches
+            ],
+        }
+
+    return resolve
+
+
+def _params(arguments: dict[str, str], given: dict, sort: str | None) -> list[tuple[str, str]]:
+    """GraphQL arguments as the search parameters they stand for."""
+    params = [
+        (arguments[name], value)
+        for name, values in given.items()
+        if values is not None
+        for value in values
+        if value is not None
+    ]
+    if sort:
+        params.append(("_sort", sort))
+    return params
+
+
+def _selects(info, name: str) -> bool:
+    return any(
+        getattr(selection, "name", None) is not None and selection.name.value == name
+        for node in info.field_nodes
+        for selection in (node.selection_set.selections if node.selection_set else ())
+    )
 
 
 def reference_resource(root, info, optional=None, type=None):  # noqa: A002  (the spec's names)

@@ -10,9 +10,10 @@ Every resource type implements the `Resource` interface (`resourceType`, `id`, `
 `implicitRules`, `language`), which is also the type of `contained` and of `Reference.resource`:
 inline fragments (`... on Patient`) select per type.
 
-The query root (https://hl7.org/fhir/R4/graphql.html#searching): for each type `T`, `T(id:)` and
+The query root (https://hl7.org/fhir/R4/graphql.html#searching): for each type `T`, `T(id:)`,
 `TList(...)` whose arguments are T's search parameters (`-` written `_`) plus `_count`, `_offset`
-and `_sort`. An instance-level query ([base]/[T]/[id]/$graphql) has T itself as its root
+and `_sort`, and `TConnection(...)` (the same parameters with `_count`, `_cursor` and `_sort`),
+whose `TEdge`s carry `mode`, `score` and the `resource`. An instance-level query ([base]/[T]/[id]/$graphql) has T itself as its root
 (`instance_schema`).
 
 Built once per process (`schema()`, under a lock) and reused by every request and thread: about
@@ -72,7 +73,12 @@ class _Builder:
             if structure in ("Resource", "DomainResource"):
                 continue  # abstract: the `Resource` interface stands for them
             name = type_name(structure)
-            if name in names or name in self.scalars or name == "Resource":
+            if (
+                name in names
+                or name in self.scalars
+                or name == "Resource"
+                or name.endswith(("Edge", "Connection"))
+            ):
                 raise RuntimeError(f"GraphQL type name {name} given to {structure} and {names.get(name)}")
             names[name] = structure
         for structure in names.values():
@@ -153,6 +159,34 @@ class _Builder:
         attrs["Meta"] = type("Meta", (), meta)
         return type(type_name(structure), (graphene.ObjectType,), attrs)
 
+    def _connection(self, resource_type: str) -> type:
+        """`TConnection` and `TEdge` (graphql.html#searching, "Connections")."""
+        edge = type(
+            f"{resource_type}Edge",
+            (graphene.ObjectType,),
+            {
+                "Meta": type("Meta", (), {"name": f"{resource_type}Edge"}),
+                "mode": graphene.String(),
+                "score": graphene.Float(),
+                "resource": graphene.Field(self.objects[resource_type]),
+            },
+        )
+        return type(
+            f"{resource_type}Connection",
+            (graphene.ObjectType,),
+            {
+                "Meta": type("Meta", (), {"name": f"{resource_type}Connection"}),
+                "count": graphene.Int(description="The number of matches (counted only when asked for)"),
+                "offset": graphene.Int(description="The position of this page's first match"),
+                "pagesize": graphene.Int(),
+                "first": graphene.String(description="A _cursor for the first page"),
+                "previous": graphene.String(description="A _cursor for the previous page, if any"),
+                "next": graphene.String(description="A _cursor for the next page, if any"),
+                "last": graphene.String(description="Not offered: pages are keyset pages; always null"),
+                "edges": graphene.List(edge),
+            },
+        )
+
     # --- the query root ----------------------------------------------------------------------------
 
     def _query(self) -> type:
@@ -169,6 +203,13 @@ class _Builder:
                 graphene.List(target),
                 args=arguments,
                 resolver=resolvers.listing(resource_type, search_arguments(resource_type)),
+            )
+            paged = {name: graphene.List(graphene.String) for name in search_arguments(resource_type)}
+            paged.update(_count=graphene.Int(), _cursor=graphene.String(), _sort=graphene.String())
+            attrs[f"{resource_type}Connection"] = graphene.Field(
+                self._connection(resource_type),
+                args=paged,
+                resolver=resolvers.connection(resource_type, search_arguments(resource_type)),
             )
         attrs["Meta"] = type("Meta", (), {"name": "Query"})
         return type("Query", (graphene.ObjectType,), attrs)

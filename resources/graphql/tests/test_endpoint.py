@@ -235,3 +235,46 @@ def test_limits_are_errors_naming_the_limit(fhir, chart):
         fhir.client, "{ PatientList(_count: 4) { generalPractitioner { resource { id } } } }"
     )
     assert response.status_code == 200 and "errors" not in body, body
+
+
+def test_connection_pages_with_cursors(fhir):
+    families = ["Ash", "Beech", "Cherry", "Damson", "Elm"]
+    for family in families:
+        fhir.create({"resourceType": "Patient", "name": [{"family": family}], "gender": "other"})
+    query = """query($cursor: String) { PatientConnection(gender: "other", _sort: "family", _count: 2, _cursor: $cursor) {
+                 count offset pagesize first previous next last
+                 edges { mode score resource { name { family } } } } }"""
+    seen, cursor, offsets = [], None, []
+    while True:
+        response, body = gql(fhir.client, query, variables={"cursor": cursor})
+        assert "errors" not in body, body
+        page = body["data"]["PatientConnection"]
+        assert page["count"] == 5 and page["pagesize"] == 2 and page["last"] is None
+        assert all(edge["mode"] == "match" for edge in page["edges"])
+        offsets.append(page["offset"])
+        seen += [edge["resource"]["name"][0]["family"] for edge in page["edges"]]
+        if len(offsets) > 1:
+            assert page["previous"]
+        if not page["next"]:
+            break
+        cursor = page["next"]
+    assert seen == families and offsets == [0, 2, 4]
+    # previous goes back a page; first goes to the start.
+    _, body = gql(fhir.client, query, variables={"cursor": page["previous"]})
+    back = body["data"]["PatientConnection"]
+    assert back["offset"] == 2 and [e["resource"]["name"][0]["family"] for e in back["edges"]] == [
+        "Cherry",
+        "Damson",
+    ]
+    _, body = gql(fhir.client, query, variables={"cursor": page["first"]})
+    assert body["data"]["PatientConnection"]["offset"] == 0
+    _, body = gql(fhir.client, query, variables={"cursor": "not-a-cursor"})
+    assert body["data"]["PatientConnection"] is None and body["errors"][0]["message"]
+
+
+def test_connection_counts_only_when_asked(fhir, chart):
+    before = AuditEntry.objects.count()
+    _, body = gql(fhir.client, "{ PatientConnection { edges { resource { id } } } }")
+    assert "count" not in body["data"]["PatientConnection"]
+    rows = list(AuditEntry.objects.order_by("-id")[: AuditEntry.objects.count() - before])
+    assert [r.operation for r in rows] == ["graphql-search"]
