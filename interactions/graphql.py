@@ -7,6 +7,12 @@ and references only) or `graphql-search` (any list). Inside it the resolvers cal
 GraphQL surface than its REST one) and, being nested in the request's interaction (door.py), write
 no row of their own: the rules they applied and the resources they returned are noted on the
 context and land in the request's row.
+
+Mutations (graphql.html#mutations) are writes like REST's: `create`, `update` and `delete` below
+are the same interactions (operation, transaction, checks of the stored and proposed state, audit
+row, outbox) as interactions/write.py's; only the answer differs, shaped as the caller's
+`graphql-read` of the result. The adapter calls each one as an interaction of its own (a context of
+its own: one transaction and one row per mutation field).
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from authz.context import AccessContext
-from resources import selectors
+from resources import hooks, selectors, services
 from resources.search import engine
 from resources.search.engine import SearchPage
-from resources.services import Stored
+from resources.services import Stored, WriteResult
 
 from .door import interaction
+from .shaping import as_read
+from .write import Written
 
 T = TypeVar("T")
 
@@ -81,3 +89,32 @@ def search(
         base_urls=base_urls,
         operation="graphql-search",
     )
+
+
+def _written(ctx: AccessContext, result: WriteResult) -> Written:
+    shown = as_read(ctx, result.stored, "graphql-read")
+    return Written(result.status, result.stored, shown, hooks.warnings(ctx))
+
+
+def _write_status(written: Written) -> int:
+    return written.status
+
+
+@interaction("create", writes=True, status=_write_status)
+def create(ctx: AccessContext, *, resource_type: str, body: object) -> Written:
+    """`[Type]Create(res:)`: REST's create (http.html#create)."""
+    return _written(ctx, services.resource_create(ctx, resource_type=resource_type, body=body))
+
+
+@interaction("update", writes=True, status=_write_status)
+def update(ctx: AccessContext, *, resource_type: str, fhir_id: str, body: object) -> Written:
+    """`[Type]Update(id:, res:)`: REST's update (http.html#update), creating when the id is new."""
+    return _written(
+        ctx, services.resource_update(ctx, resource_type=resource_type, fhir_id=fhir_id, body=body)
+    )
+
+
+@interaction("delete", writes=True)
+def delete(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> WriteResult | None:
+    """`[Type]Delete(id:)`: REST's delete (http.html#delete); None when there was nothing to delete."""
+    return services.resource_delete(ctx, resource_type=resource_type, fhir_id=fhir_id)

@@ -48,8 +48,10 @@ def run(
     base_url: str,
     resource_type: str | None = None,
     fhir_id: str | None = None,
+    method: str = "POST",
 ) -> Executed:
-    """Parse, validate and execute; `resource_type`/`fhir_id` make it an instance-level query."""
+    """Parse, validate and execute; `resource_type`/`fhir_id` make it an instance-level query;
+    `method` is the HTTP method (a mutation needs POST)."""
     if resource_type is not None and resource_type not in definitions.resource_types():
         return refused(f"Unknown resource type '{resource_type}'", 404)
     target = instance_schema(resource_type) if resource_type is not None else schema().graphql_schema
@@ -58,7 +60,7 @@ def run(
     except GraphQLError as exc:
         return Executed(None, [errors.entry(exc)], 400)
     operation = get_operation_ast(document, operation_name)
-    named = "graphql-search" if operation is not None and _lists(document, operation) else "graphql-read"
+    named = _operation(document, operation)
     problems = validate(target, document)
     if problems:
         return Executed(None, [errors.entry(e) for e in problems], 400, named)
@@ -69,9 +71,12 @@ def run(
             else (f"No operation named '{operation_name}'")
         )
         return Executed(None, [{"message": message, "extensions": {"status": 400}}], 400, named)
-    if operation.operation != OperationType.QUERY:
-        message = f"{operation.operation.value} operations are not supported"
+    if operation.operation == OperationType.SUBSCRIPTION:
+        message = "subscription operations are not supported (FHIR Subscriptions are: docs/subscriptions.md)"
         return Executed(None, [{"message": message, "extensions": {"status": 400}}], 400, named)
+    if operation.operation == OperationType.MUTATION and method != "POST":
+        message = "A mutation is sent with POST"
+        return Executed(None, [{"message": message, "extensions": {"status": 405}}], 405, named)
     try:
         limits.check(document, operation, variables)
     except GraphQLError as over:
@@ -93,6 +98,8 @@ def run(
         entries = [errors.entry(e) for e in result.errors or ()]
         return Executed(result.data, entries, _status(result.data, result.errors or []), named)
 
+    # A mutation's writes are interactions of their own (resolvers.Request.writer); the request's
+    # reads (references followed from their answers) are its graphql-read.
     interaction = door.execute_search if named == "graphql-search" else door.execute_read
     return interaction(ctx, run=execution, resource_type=resource_type or "", fhir_id=fhir_id or "")
 
@@ -102,6 +109,21 @@ def _status(data: dict | None, problems: list[GraphQLError]) -> int:
     if not problems or (data and any(value is not None for value in data.values())):
         return 200
     return errors.status_of(problems[0])
+
+
+_WRITES = {"Create": "create", "Update": "update", "Delete": "delete"}
+
+
+def _operation(document: DocumentNode, operation: OperationDefinitionNode | None) -> str:
+    """What the request is, for its audit row: graphql-search when it lists, graphql-read for
+    other queries; for a mutation, the write its first field is."""
+    if operation is None:
+        return "graphql-read"
+    if operation.operation == OperationType.MUTATION:
+        first = next((s for s in operation.selection_set.selections if isinstance(s, FieldNode)), None)
+        name = first.name.value if first is not None else ""
+        return next((op for suffix, op in _WRITES.items() if name.endswith(suffix)), "create")
+    return "graphql-search" if _lists(document, operation) else "graphql-read"
 
 
 def _lists(document: DocumentNode, operation: OperationDefinitionNode) -> bool:

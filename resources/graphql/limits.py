@@ -6,7 +6,8 @@ limits; https://hl7.org/fhir/R4/search.html#errors `too-costly` for the refusal'
   they are used (so a fragment spread many times counts many times);
 - cost (`FHIR_GRAPHQL_MAX_COST`): an estimate of the resources the door is asked for: a by-id
   field or a reference's `resource` costs 1, a list costs the rows it reads (`_count`, default
-  FHIR_DEFAULT_COUNT, plus `_offset`) and multiplies what is nested under it by that. References are not batched yet, so this is
+  FHIR_DEFAULT_COUNT, plus `_offset`) and multiplies what is nested under it by that; a mutation
+  costs 1. References are not batched yet, so this is
   also a bound on the number of reads one request makes.
 
 Over a limit is one GraphQL error naming the limit (status 400, code too-costly), never a timeout.
@@ -74,8 +75,10 @@ class _Walk:
             count = self.count(node)
             self.cost += factor * count
             factor *= max(count, 1)
-        elif name in self.types or (
-            name == "resource" and parent != "edges" and node.selection_set is not None
+        elif (
+            name in self.types
+            or (name == "resource" and parent != "edges" and node.selection_set is not None)
+            or (depth == 1 and name.endswith(("Create", "Update", "Delete")))
         ):
             self.cost += factor  # a read (an edge's `resource` is its page's own row)
         self.selections(node.selection_set, depth, factor, stack, name)

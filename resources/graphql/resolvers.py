@@ -19,7 +19,7 @@ number of statements grows with the number of distinct references, not yet batch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -44,6 +44,13 @@ class Request:
     ctx: AccessContext
     base_url: str
     reads: dict = field(default_factory=dict)  # (type, id) -> document or FhirError
+    writes: int = 0  # mutations that reached the door
+
+    def writer(self) -> AccessContext:
+        """A context of its own for one mutation: the door makes it one interaction (its own
+        transaction and audit row), not a part of the request's reads."""
+        self.writes += 1
+        return replace(self.ctx, cache={})
 
 
 def document(body: str) -> dict:
@@ -259,5 +266,60 @@ def extensions(key: str):
         if values is None or url is None:
             return values
         return [e for e in values if isinstance(e, dict) and e.get("url") == url]
+
+    return resolve
+
+
+# --- mutations (https://hl7.org/fhir/R4/graphql.html#mutations) -------------------------------------
+
+
+def _answer(request: Request, written) -> dict | None:
+    if written.shown is None:
+        return None
+    request.reads.pop((written.stored.resource_type, written.stored.fhir_id), None)
+    return document(written.shown.body)
+
+
+def creating(resource_type: str):
+    def resolve(root, info, res: dict):
+        request: Request = info.context
+        try:
+            written = door.create(request.writer(), resource_type=resource_type, body=res)
+        except FhirError as refusal:
+            raise from_fhir(refusal) from refusal
+        return _answer(request, written)
+
+    return resolve
+
+
+def updating(resource_type: str):
+    def resolve(root, info, id: str, res: dict):  # noqa: A002  (the spec's argument name)
+        request: Request = info.context
+        try:
+            written = door.update(request.writer(), resource_type=resource_type, fhir_id=id, body=res)
+        except FhirError as refusal:
+            raise from_fhir(refusal) from refusal
+        return _answer(request, written)
+
+    return resolve
+
+
+def deleting(resource_type: str):
+    def resolve(root, info, id: str):  # noqa: A002  (the spec's argument name)
+        request: Request = info.context
+        try:
+            deleted = door.delete(request.writer(), resource_type=resource_type, fhir_id=id)
+        except FhirError as refusal:
+            raise from_fhir(refusal) from refusal
+        request.reads.pop((resource_type, id), None)
+        text = (
+            f"{resource_type}/{id} deleted"
+            if deleted is not None
+            else f"{resource_type}/{id}: nothing to delete"
+        )
+        return {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": text}],
+        }
 
     return resolve

@@ -15,7 +15,16 @@ from decimal import Decimal, InvalidOperation
 
 import graphene
 from graphql import GraphQLError
-from graphql.language.ast import FloatValueNode, IntValueNode, StringValueNode
+from graphql.language.ast import (
+    BooleanValueNode,
+    FloatValueNode,
+    IntValueNode,
+    ListValueNode,
+    NullValueNode,
+    ObjectValueNode,
+    StringValueNode,
+    VariableNode,
+)
 
 _BUILT_IN = {
     "boolean": graphene.Boolean,
@@ -80,6 +89,47 @@ class decimal(graphene.Scalar):  # noqa: N801  (the FHIR type's name)
     serialize = staticmethod(_same)
     parse_value = staticmethod(_decimal_value)
     parse_literal = staticmethod(_decimal_literal)
+
+
+def _resource_value(value):
+    if not isinstance(value, dict):
+        raise GraphQLError("Expected a resource: a JSON object with its resourceType")
+    return value
+
+
+def _json_literal(node, variables=None):
+    """A literal object as FHIR JSON: numbers with a fraction stay Decimal (their digits kept)."""
+    if isinstance(node, ObjectValueNode):
+        return {f.name.value: _json_literal(f.value, variables) for f in node.fields}
+    if isinstance(node, ListValueNode):
+        return [_json_literal(v, variables) for v in node.values]
+    if isinstance(node, (StringValueNode, BooleanValueNode)):
+        return node.value
+    if isinstance(node, IntValueNode):
+        return int(node.value)
+    if isinstance(node, FloatValueNode):
+        return Decimal(node.value)
+    if isinstance(node, NullValueNode):
+        return None
+    if isinstance(node, VariableNode):
+        return (variables or {}).get(node.name.value)
+    raise GraphQLError("Expected JSON")
+
+
+def _resource_literal(node, variables=None):
+    return _resource_value(_json_literal(node, variables))
+
+
+class ResourceInput(graphene.Scalar):
+    """A resource as FHIR JSON (https://hl7.org/fhir/R4/json.html), the `res` of a mutation;
+    validated on write like a REST body. Pass it as a variable to keep decimals' digits exactly."""
+
+    class Meta:
+        name = "ResourceInput"
+
+    serialize = staticmethod(_same)
+    parse_value = staticmethod(_resource_value)
+    parse_literal = staticmethod(_resource_literal)
 
 
 def scalars(primitives) -> dict[str, type]:

@@ -31,7 +31,7 @@ from graphql import GraphQLSchema
 
 from .. import definitions
 from . import resolvers
-from .scalars import scalars
+from .scalars import ResourceInput, scalars
 
 RESULT_ARGUMENTS = ("_count", "_offset", "_sort")
 _lock = threading.Lock()
@@ -86,6 +86,7 @@ class _Builder:
         query = self._query()
         return graphene.Schema(
             query=query,
+            mutation=self._mutation(),
             types=[self.objects[t] for t in sorted(definitions.resource_types())],
             auto_camelcase=False,
         )
@@ -213,6 +214,31 @@ class _Builder:
             )
         attrs["Meta"] = type("Meta", (), {"name": "Query"})
         return type("Query", (graphene.ObjectType,), attrs)
+
+    def _mutation(self) -> type:
+        """`TCreate(res:)`, `TUpdate(id:, res:)`, `TDelete(id:)` (graphql.html#mutations): each
+        answers the resource as the caller's graphql-read shows it (null when it may not read it);
+        a delete answers an OperationOutcome."""
+        attrs: dict = {}
+        outcome = self.objects["OperationOutcome"]
+        for resource_type in sorted(definitions.resource_types()):
+            target = self.objects[resource_type]
+            attrs[f"{resource_type}Create"] = graphene.Field(
+                target,
+                res=graphene.Argument(ResourceInput, required=True),
+                resolver=resolvers.creating(resource_type),
+            )
+            attrs[f"{resource_type}Update"] = graphene.Field(
+                target,
+                id=graphene.ID(required=True),
+                res=graphene.Argument(ResourceInput, required=True),
+                resolver=resolvers.updating(resource_type),
+            )
+            attrs[f"{resource_type}Delete"] = graphene.Field(
+                outcome, id=graphene.ID(required=True), resolver=resolvers.deleting(resource_type)
+            )
+        attrs["Meta"] = type("Meta", (), {"name": "Mutation"})
+        return type("Mutation", (graphene.ObjectType,), attrs)
 
 
 def schema() -> graphene.Schema:

@@ -65,6 +65,7 @@ def _answer(request: HttpRequest, resource_type: str | None, fhir_id: str | None
                 base_url=_base_url(request),
                 resource_type=resource_type,
                 fhir_id=fhir_id,
+                method=request.method,
             )
             response = _render(result)
     except FhirError as exc:
