@@ -312,3 +312,36 @@ def test_rest_grants_do_not_open_graphql(world):  # noqa: F811
     assert body["data"] == {"Patient": None, "PatientList": None}
     assert sorted(e["extensions"]["status"] for e in body["errors"]) == [403, 403]
     assert world.reads["pa1"]["Patient/pa1"].status == 200
+
+
+@pytest.mark.parametrize("persona", [p.name for p in LISTED], ids=str)
+def test_reverse_references_equal_rest_searches(granted, persona):
+    """`ObservationList(_reference: subject)` (and Condition, Encounter) on each patient the persona
+    may read equals the REST search `Observation?subject=Patient/[id]`: same ids, same order; a search
+    REST refuses (the statistician, whose rule removes `subject`) is refused alike."""
+    caller = granted.callers[persona]
+    patients = sorted(k for k in granted.readable(persona) if k.startswith("Patient/"))
+    checked = 0
+    for key in patients:
+        fhir_id = key.split("/")[1]
+        fields = " ".join(
+            f"{t}List(_reference: subject, _count: 100) {{ resourceType id }}"
+            for t in ("Observation", "Condition", "Encounter")
+        )
+        body = ask(granted, persona, f'{{ Patient(id: "{fhir_id}") {{ {fields} }} }}')
+        errors = {e["path"][-1]: e for e in body.get("errors", [])}
+        for resource_type in ("Observation", "Condition", "Encounter"):
+            rest = caller.get(resource_type, [("subject", key), ("_count", "100")])
+            got = body["data"]["Patient"][f"{resource_type}List"]
+            if rest.status != 200:
+                assert got is None, (persona, key, resource_type)
+                assert errors[f"{resource_type}List"]["extensions"]["status"] == rest.status
+                continue
+            assert [key_of(r) for r in got] == [key_of(e["resource"]) for e in entries(rest, "match")], (
+                persona,
+                key,
+                resource_type,
+            )
+            checked += len(got)
+    if persona in ("admin", "pa1", "dr-a"):
+        assert checked  # the check bites

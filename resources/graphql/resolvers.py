@@ -33,8 +33,10 @@ from ..outcomes import FhirError, not_found
 from . import cursors
 from .errors import from_fhir
 
-# Where a body's references to its contained resources find them (a key no GraphQL field can name).
+# Where a body's references to its contained resources find them, and the mark of a contained
+# resource (keys no GraphQL field can name).
 CONTAINED = "__contained"
+INSIDE = "__inside"
 
 
 @dataclass
@@ -59,6 +61,8 @@ def document(body: str) -> dict:
     if isinstance(resource, dict) and resource.get("contained"):
         contained = {c.get("id"): c for c in resource["contained"] if isinstance(c, dict)}
         _link(resource, contained)
+        for inner in contained.values():
+            inner[INSIDE] = True  # its id is local to its container: nothing refers to it by id
     return resource
 
 
@@ -177,6 +181,30 @@ def connection(resource_type: str, arguments: dict[str, str]):
                 {"mode": "match", "score": None, "resource": document(stored.body)} for stored in page.matches
             ],
         }
+
+    return resolve
+
+
+def reverse(resource_type: str, arguments: dict[str, str], references: dict[str, frozenset[str]]):
+    """The resolver of `XList(_reference: p, ...)` on a resource (graphql.html#reverse-references):
+    a `graphql-search` of X with `p=[Type]/[id]` of the resource, plus the other arguments. One
+    search per resource it is nested under (not batched yet)."""
+
+    listing_of = listing(resource_type, arguments)
+
+    def resolve(root, info, _reference: str, **given) -> list[dict] | None:
+        if not isinstance(root, dict) or not root.get("id") or root.get(INSIDE):
+            return None
+        name = _reference.replace("-", "_")
+        owner = root.get("resourceType")
+        if name not in references or owner not in references[name]:
+            raise GraphQLError(
+                f"_reference: {resource_type} has no reference parameter '{_reference}' that may "
+                f"point to {owner}",
+                extensions={"status": 400},
+            )
+        extra = {**given, name: [*(given.get(name) or ()), f"{owner}/{root['id']}"]}
+        return listing_of(root, info, **extra)
 
     return resolve
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 import graphene
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLScalarType
 from graphql.language.ast import (
     BooleanValueNode,
+    EnumValueNode,
     FloatValueNode,
     IntValueNode,
     ListValueNode,
@@ -118,6 +119,22 @@ def _json_literal(node, variables=None):
 
 def _resource_literal(node, variables=None):
     return _resource_value(_json_literal(node, variables))
+
+
+def _name_literal(node, _variables=None):
+    if isinstance(node, (EnumValueNode, StringValueNode)):
+        return node.value
+    raise GraphQLError("Expected a search parameter's name")
+
+
+# `_reference: subject` as the spec writes it (a bare name), or `_reference: "subject"`.
+PARAMETER_NAME = GraphQLScalarType(
+    "SearchParameterName",
+    description="The name of a search parameter, bare (subject) or quoted",
+    serialize=_same,
+    parse_value=_string,
+    parse_literal=_name_literal,
+)
 
 
 class ResourceInput(graphene.Scalar):

@@ -13,7 +13,9 @@ inline fragments (`... on Patient`) select per type.
 The query root (https://hl7.org/fhir/R4/graphql.html#searching): for each type `T`, `T(id:)`,
 `TList(...)` whose arguments are T's search parameters (`-` written `_`) plus `_count`, `_offset`
 and `_sort`, and `TConnection(...)` (the same parameters with `_count`, `_cursor` and `_sort`),
-whose `TEdge`s carry `mode`, `score` and the `resource`. An instance-level query ([base]/[T]/[id]/$graphql) has T itself as its root
+whose `TEdge`s carry `mode`, `score` and the `resource`. On every resource type, the reverse
+references: `XList(_reference: p, ...)` for each type X with a reference parameter `p` that may
+point to it. An instance-level query ([base]/[T]/[id]/$graphql) has T itself as its root
 (`instance_schema`).
 
 Built once per process (`schema()`, under a lock) and reused by every request and thread: about
@@ -27,11 +29,19 @@ import keyword
 import threading
 
 import graphene
-from graphql import GraphQLSchema
+from graphql import (
+    GraphQLArgument,
+    GraphQLField,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLSchema,
+    GraphQLString,
+)
 
 from .. import definitions
 from . import resolvers
-from .scalars import ResourceInput, scalars
+from .scalars import PARAMETER_NAME, ResourceInput, scalars
 
 RESULT_ARGUMENTS = ("_count", "_offset", "_sort")
 _lock = threading.Lock()
@@ -84,12 +94,15 @@ class _Builder:
         for structure in names.values():
             self.objects[structure] = self._object(structure)
         query = self._query()
-        return graphene.Schema(
+        built = graphene.Schema(
             query=query,
             mutation=self._mutation(),
             types=[self.objects[t] for t in sorted(definitions.resource_types())],
             auto_camelcase=False,
         )
+        _add_reverse_references(built.graphql_schema)
+        built.graphql_schema.type_map[PARAMETER_NAME.name] = PARAMETER_NAME
+        return built
 
     # --- types ------------------------------------------------------------------------------------
 
@@ -239,6 +252,42 @@ class _Builder:
             )
         attrs["Meta"] = type("Meta", (), {"name": "Mutation"})
         return type("Mutation", (graphene.ObjectType,), attrs)
+
+
+def reverse_targets(resource_type: str) -> dict[str, frozenset[str]]:
+    """The reference search parameters of `resource_type` (GraphQL name -> code) and the types each
+    may point to (every type for a parameter without declared targets)."""
+    out = {}
+    for code, param in definitions.search_parameters(resource_type).items():
+        if param.type == "reference":
+            targets = frozenset(param.targets) if param.targets else definitions.resource_types()
+            out[argument_name(code)] = targets & definitions.resource_types()
+    return out
+
+
+def _add_reverse_references(built: GraphQLSchema) -> None:
+    """`XList(_reference: p, ...)` on every resource type T that a reference parameter `p` of X may
+    point to (graphql.html#reverse-references): the X whose `p` is T/[its id]. About 5,700 fields:
+    added to the graphql-core types directly, each X's arguments shared by all its fields, where
+    graphene would build 140,000 argument objects."""
+    for source in sorted(definitions.resource_types()):
+        references = reverse_targets(source)
+        if not references:
+            continue
+        arguments = {name: GraphQLArgument(GraphQLList(GraphQLString)) for name in search_arguments(source)}
+        arguments["_reference"] = GraphQLArgument(
+            GraphQLNonNull(PARAMETER_NAME),
+            description=f"The reference parameter of {source} that names the resource: "
+            + ", ".join(sorted(references)),
+        )
+        arguments.update(_count=GraphQLArgument(GraphQLInt), _offset=GraphQLArgument(GraphQLInt))
+        arguments["_sort"] = GraphQLArgument(GraphQLString)
+        resolve = resolvers.reverse(source, search_arguments(source), references)
+        listed = GraphQLList(built.type_map[source])
+        for target in sorted({t for targets in references.values() for t in targets}):
+            built.type_map[target].fields[f"{source}List"] = GraphQLField(
+                listed, args=arguments, resolve=resolve
+            )
 
 
 def schema() -> graphene.Schema:

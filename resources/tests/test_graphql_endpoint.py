@@ -278,3 +278,36 @@ def test_connection_counts_only_when_asked(fhir, chart):
     assert "count" not in body["data"]["PatientConnection"]
     rows = list(AuditEntry.objects.order_by("-id")[: AuditEntry.objects.count() - before])
     assert [r.operation for r in rows] == ["graphql-search"]
+
+
+def test_reverse_references(fhir, chart):
+    pid = chart["patient"]["id"]
+    other = fhir.create({"resourceType": "Patient"})
+    fhir.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                 "subject": {"reference": f"Patient/{other['id']}"}})  # fmt: skip
+    query = f"""{{ Patient(id: "{pid}") {{ id
+                 ObservationList(_reference: subject) {{ id valueQuantity {{ value }} }}
+                 final: ObservationList(_reference: "patient", status: "final", code: "29463-7") {{ id }}
+                 none: ObservationList(_reference: subject, status: "cancelled") {{ id }} }} }}"""
+    response, body = gql(fhir.client, query)
+    assert "errors" not in body, body
+    patient = body["data"]["Patient"]
+    assert [o["id"] for o in patient["ObservationList"]] == [chart["obs"]["id"]]
+    assert patient["final"] == [{"id": chart["obs"]["id"]}] and patient["none"] == []
+    # Nested under a list, and at instance level.
+    _, body = gql(
+        fhir.client, f'{{ PatientList(_id: "{pid}") {{ ObservationList(_reference: subject) {{ id }} }} }}'
+    )
+    assert body["data"]["PatientList"] == [{"ObservationList": [{"id": chart["obs"]["id"]}]}]
+    _, body = gql(
+        fhir.client, "{ ObservationList(_reference: subject) { id } }", path=f"Patient/{pid}/$graphql"
+    )
+    assert body["data"]["ObservationList"] == [{"id": chart["obs"]["id"]}]
+    # A parameter that cannot point to a Patient, or none at all.
+    _, body = gql(
+        fhir.client, f'{{ Patient(id: "{pid}") {{ ObservationList(_reference: "performer_x") {{ id }} }} }}'
+    )
+    assert body["errors"][0]["message"].startswith("_reference")
+    before = AuditEntry.objects.count()
+    gql(fhir.client, f'{{ Patient(id: "{pid}") {{ ObservationList(_reference: subject) {{ id }} }} }}')
+    assert [r.operation for r in AuditEntry.objects.order_by("id")[before:]] == ["graphql-search"]
