@@ -311,3 +311,39 @@ def test_reverse_references(fhir, chart):
     before = AuditEntry.objects.count()
     gql(fhir.client, f'{{ Patient(id: "{pid}") {{ ObservationList(_reference: subject) {{ id }} }} }}')
     assert [r.operation for r in AuditEntry.objects.order_by("id")[before:]] == ["graphql-search"]
+
+
+def test_introspection_works(fhir):
+    _, body = gql(
+        fhir.client,
+        '{ __schema { queryType { name } mutationType { name } } __type(name: "HumanName") { fields { name } } }',
+    )
+    assert body["data"]["__schema"] == {"queryType": {"name": "Query"}, "mutationType": {"name": "Mutation"}}
+    assert {"family", "given", "_family"} <= {f["name"] for f in body["data"]["__type"]["fields"]}
+
+
+def test_failures_inside_resolvers_are_error_entries(fhir, chart, monkeypatch):
+    import sqlite3
+
+    from django.db import OperationalError
+
+    from resources.graphql import resolvers
+
+    def cancelled(*args, **kwargs):
+        try:
+            raise sqlite3.OperationalError("interrupted")
+        except sqlite3.OperationalError as cause:
+            raise OperationalError("interrupted") from cause
+
+    monkeypatch.setattr(resolvers.door, "search", cancelled)
+    response, body = gql(fhir.client, "{ PatientList { id } }")
+    assert response.status_code == 200
+    assert body["errors"][0]["extensions"] == {"status": 503, "code": "too-costly"}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(resolvers.door, "search", broken)
+    response, body = gql(fhir.client, "{ PatientList { id } }")
+    assert body["errors"][0]["message"] == "Internal server error"
+    assert "secret" not in response.content.decode()
