@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from authz.context import AccessContext
 from resources import hooks, selectors, services
+from resources.outcomes import FhirError
 from resources.search import engine
 from resources.search.engine import SearchPage
 from resources.services import Stored, WriteResult
@@ -61,6 +62,17 @@ def read(ctx: AccessContext, *, resource_type: str, fhir_id: str) -> Stored:
     or not the caller's, shaped by the authorising rule's property filters."""
     return selectors.resource_read(
         ctx, resource_type=resource_type, fhir_id=fhir_id, operation="graphql-read"
+    )
+
+
+@interaction("graphql-read")
+def read_many(
+    ctx: AccessContext, *, resource_type: str, fhir_ids: list[str]
+) -> dict[str, Stored | FhirError]:
+    """`read` of several resources of one type at once (the references of one level of a query):
+    each answer, a Stored or the FhirError its own read raises, exactly as `read` gives it."""
+    return selectors.resource_read_many(
+        ctx, resource_type=resource_type, fhir_ids=fhir_ids, operation="graphql-read"
     )
 
 

@@ -345,3 +345,37 @@ def test_reverse_references_equal_rest_searches(granted, persona):
             checked += len(got)
     if persona in ("admin", "pa1", "dr-a"):
         assert checked  # the check bites
+
+
+@pytest.mark.parametrize("persona", [p for p in PERSONAS if p.role != "Public"], ids=lambda p: p.name)
+def test_read_many_answers_each_resource_as_its_read(granted, persona):
+    """The door's batch read (references of one level) gives, for every id, what the single
+    graphql-read of that id gives: the same body, or the same refusal."""
+    from authz.context import AccessContext
+    from interactions import graphql as door
+    from resources.outcomes import FhirError
+
+    by_type: dict[str, list[str]] = {}
+    for key in granted.world.keys:
+        resource_type, fhir_id = key.split("/")
+        by_type.setdefault(resource_type, []).append(fhir_id)
+    for resource_type, ids in by_type.items():
+        ids = [*ids, "missing-one"]
+        batch = door.read_many(
+            AccessContext(role=persona.role, identity=persona.identity or None),
+            resource_type=resource_type,
+            fhir_ids=ids,
+        )
+        for fhir_id in ids:
+            try:
+                one = door.read(
+                    AccessContext(role=persona.role, identity=persona.identity or None),
+                    resource_type=resource_type,
+                    fhir_id=fhir_id,
+                )
+            except FhirError as refusal:
+                assert isinstance(batch[fhir_id], FhirError), (persona.name, resource_type, fhir_id)
+                assert (batch[fhir_id].status, batch[fhir_id].issues) == (refusal.status, refusal.issues)
+                continue
+            assert not isinstance(batch[fhir_id], FhirError), (persona.name, resource_type, fhir_id)
+            assert batch[fhir_id].body == one.body, (persona.name, resource_type, fhir_id)

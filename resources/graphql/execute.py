@@ -15,6 +15,7 @@ from __future__ import annotations
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -29,7 +30,7 @@ from graphql.utilities import get_operation_ast
 from interactions import graphql as door
 
 from .. import definitions
-from . import errors, limits, resolvers
+from . import batching, errors, limits, resolvers
 from .result import Executed, refused
 from .schema import instance_schema, schema
 
@@ -87,6 +88,12 @@ def run(
         root = None
         if resource_type is not None:
             root = resolvers.fetch(request, resource_type, fhir_id or "")  # refused: the whole request is
+            fragments = {
+                d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+            }
+            batching.prefetch(
+                request, batching.Selection(target, fragments, variables), [root], resource_type, [operation]
+            )
         result = execute(
             target,
             document,

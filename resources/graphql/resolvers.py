@@ -13,8 +13,9 @@ handed it back (the default resolver: the JSON property of the same name).
   as the 403 a by-id query of it gets); with `optional: true` it is null without an error; a
   `type:` other than the target's type is null.
 
-Each reference is one read (memoised per request, so a resource referenced twice is read once): the
-number of statements grows with the number of distinct references, not yet batched per level.
+References are read a level at a time (batching.py): what a resolver hands back is walked for the
+references the query follows, and their targets are read together, before `Reference.resource`
+asks (a resource referenced twice is read once per request).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from interactions import graphql as door
 
 from .. import fhirjson
 from ..outcomes import FhirError, not_found
-from . import cursors
+from . import batching, cursors
 from .errors import from_fhir
 
 # Where a body's references to its contained resources find them, and the mark of a contained
@@ -104,7 +105,9 @@ def read(request: Request, resource_type: str, fhir_id: str) -> dict:
 
 def by_id(resource_type: str):
     def resolve(root, info, id: str) -> dict:  # noqa: A002  (the spec's argument name)
-        return read(info.context, resource_type, id)
+        found = read(info.context, resource_type, id)
+        batching.prefetch(info.context, batching.Selection.of(info), [found], resource_type, info.field_nodes)
+        return found
 
     return resolve
 
@@ -136,7 +139,9 @@ def listing(resource_type: str, arguments: dict[str, str]):
             )
         except FhirError as refusal:
             raise from_fhir(refusal) from refusal
-        return [document(stored.body) for stored in page.matches[offset:]]
+        found = [document(stored.body) for stored in page.matches[offset:]]
+        batching.prefetch(request, batching.Selection.of(info), found, resource_type, info.field_nodes)
+        return found
 
     return resolve
 
@@ -165,7 +170,7 @@ def connection(resource_type: str, arguments: dict[str, str]):
             )
         except FhirError as refusal:
             raise from_fhir(refusal) from refusal
-        return {
+        answer = {
             "count": page.total,
             "offset": offset,
             "pagesize": count,
@@ -181,6 +186,10 @@ def connection(resource_type: str, arguments: dict[str, str]):
                 {"mode": "match", "score": None, "resource": document(stored.body)} for stored in page.matches
             ],
         }
+        batching.prefetch(
+            request, batching.Selection.of(info), [answer], f"{resource_type}Connection", info.field_nodes
+        )
+        return answer
 
     return resolve
 
@@ -243,7 +252,7 @@ def reference_resource(root, info, optional=None, type=None):  # noqa: A002  (th
             return None
         return target
     request: Request = info.context
-    target_key = _local(reference, request.base_url)
+    target_key = local_target(reference, request.base_url)
     if target_key is None:
         if optional:
             return None
@@ -262,7 +271,7 @@ def reference_resource(root, info, optional=None, type=None):  # noqa: A002  (th
         raise from_fhir(refusal) from refusal
 
 
-def _local(reference: str, base_url: str) -> tuple[str, str] | None:
+def local_target(reference: str, base_url: str) -> tuple[str, str] | None:
     """(type, id) of a relative reference or an absolute one to this server; None otherwise."""
     if "://" in reference:
         base = base_url.rstrip("/") + "/"

@@ -347,3 +347,40 @@ def test_failures_inside_resolvers_are_error_entries(fhir, chart, monkeypatch):
     response, body = gql(fhir.client, "{ PatientList { id } }")
     assert body["errors"][0]["message"] == "Internal server error"
     assert "secret" not in response.content.decode()
+
+
+def test_references_are_read_per_level_not_per_resource(fhir):
+    """For a caller whose rules allow whole types, the statements a query costs depend on its depth,
+    not on how many resources it returns (references are read a level at a time)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    query = """{ PatientList(gender: "unknown", _count: 50) { id
+                 generalPractitioner { resource { ... on Practitioner { id name { family } } } }
+                 managingOrganization { resource { ... on Organization { id partOf { resource { id } } } } } } }"""
+
+    def add_patients(n: int) -> None:
+        for i in range(n):
+            parent = fhir.create({"resourceType": "Organization", "name": f"parent {i}"})
+            org = fhir.create({"resourceType": "Organization", "name": f"org {i}",
+                               "partOf": {"reference": f"Organization/{parent['id']}"}})  # fmt: skip
+            dr = fhir.create({"resourceType": "Practitioner", "name": [{"family": f"Dr {i}"}]})
+            fhir.create({"resourceType": "Patient", "gender": "unknown",
+                         "generalPractitioner": [{"reference": f"Practitioner/{dr['id']}"}],
+                         "managingOrganization": {"reference": f"Organization/{org['id']}"}})  # fmt: skip
+
+    def statements() -> tuple[int, dict]:
+        with CaptureQueriesContext(connection) as captured:
+            _, body = gql(fhir.client, query)
+        assert "errors" not in body, body
+        return len(captured.captured_queries), body
+
+    add_patients(2)
+    few, body = statements()
+    assert all(
+        p["managingOrganization"]["resource"]["partOf"]["resource"] for p in body["data"]["PatientList"]
+    )
+    add_patients(6)
+    many, body = statements()
+    assert len(body["data"]["PatientList"]) == 8
+    assert many == few
