@@ -384,3 +384,12 @@ def test_references_are_read_per_level_not_per_resource(fhir):
     many, body = statements()
     assert len(body["data"]["PatientList"]) == 8
     assert many == few
+
+
+def test_instance_level_follows_references(fhir, chart):
+    _, body = gql(
+        fhir.client,
+        "{ generalPractitioner { resource { ... on Practitioner { name { family } } } } }",
+        path=f"Patient/{chart['patient']['id']}/$graphql",
+    )
+    assert body == {"data": {"generalPractitioner": [{"resource": {"name": [{"family": "Okafor"}]}}]}}
