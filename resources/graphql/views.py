@@ -27,7 +27,7 @@ from authz.context import AccessContext
 from interactions import door
 
 from .. import fhirjson, limits
-from ..outcomes import FhirError
+from ..outcomes import FhirError, error
 from .result import Executed, refused
 
 _GRAPHQL = "application/graphql"
@@ -76,8 +76,8 @@ def _answer(request: HttpRequest, resource_type: str | None, fhir_id: str | None
         limited = limits.refusal(exc, request)
         if limited is None:
             logging.getLogger(__name__).exception("Unhandled error in %s %s", request.method, request.path)
-            limited = FhirError(500, [])
-        response = _render(_from_refusal(limited, "Internal server error"))
+            limited = error(500, "exception", "Internal server error")
+        response = _render(_from_refusal(limited))
     return _audited(request, ctx, resource_type, fhir_id, response)
 
 
@@ -101,9 +101,9 @@ def _params(request: HttpRequest) -> tuple[str, dict | None, str | None]:
     else:
         media = (request.content_type or "").lower()
         if media == _GRAPHQL:
-            raw = {"query": _text(request.body)}
+            raw = {"query": _text(_body(request))}
         elif media in _JSON:
-            raw = _json(_text(request.body), "body")
+            raw = _json(_text(_body(request)), "body")
             if not isinstance(raw, dict):
                 raise _bad("The JSON body must be an object with 'query', 'variables' and 'operationName'")
         else:
@@ -116,6 +116,16 @@ def _params(request: HttpRequest) -> tuple[str, dict | None, str | None]:
     if name is not None and not isinstance(name, str):
         raise _bad("'operationName' must be a string")
     return query, variables, name or None
+
+
+def _body(request: HttpRequest) -> bytes:
+    """The body, at most FHIR_MAX_BODY_BYTES (413 beyond, as in REST)."""
+    limit = settings.FHIR_MAX_BODY_BYTES
+    declared = request.META.get("CONTENT_LENGTH")
+    raw = b"" if declared and declared.isdigit() and int(declared) > limit else request.read(limit + 1)
+    if len(raw) > limit or (declared and declared.isdigit() and int(declared) > limit):
+        raise error(413, "too-costly", f"Request body larger than the limit of {limit} bytes")
+    return raw
 
 
 def _text(body: bytes) -> str:
@@ -133,13 +143,11 @@ def _json(text: str, what: str):
 
 
 def _bad(message: str, status: int = 400) -> FhirError:
-    from ..outcomes import error
-
     return error(status, "invalid" if status == 400 else "not-supported", message)
 
 
-def _from_refusal(exc: FhirError, message: str | None = None) -> Executed:
-    text = message or "; ".join(i.diagnostics for i in exc.issues) or "Refused"
+def _from_refusal(exc: FhirError) -> Executed:
+    text = "; ".join(i.diagnostics for i in exc.issues) or "Refused"
     code = exc.issues[0].code if exc.issues else "exception"
     return Executed(None, [{"message": text, "extensions": {"status": exc.status, "code": code}}], exc.status)
 

@@ -393,3 +393,14 @@ def test_instance_level_follows_references(fhir, chart):
         path=f"Patient/{chart['patient']['id']}/$graphql",
     )
     assert body == {"data": {"generalPractitioner": [{"resource": {"name": [{"family": "Okafor"}]}}]}}
+
+
+@override_settings(FHIR_MAX_BODY_BYTES=100)
+def test_a_body_over_the_limit_is_413(fhir):
+    response = fhir.client.post(
+        "/fhir/$graphql",
+        json.dumps({"query": "{ PatientList { id } }" + " " * 200}),
+        content_type="application/json",
+    )
+    assert response.status_code == 413
+    assert json.loads(response.content)["errors"][0]["extensions"]["code"] == "too-costly"
