@@ -9,6 +9,7 @@ from authz import api as authz_api
 from authz import login as authz_login
 from authz import views as authz_views
 from resources.api import routes
+from resources.graphql import views as graphql_views
 
 urlpatterns = [
     re_path(r"^fhir/?$", routes.system),
@@ -26,6 +27,11 @@ urlpatterns = [
         r"^fhir/AuditEvent/(?P<fhir_id>[0-9]+)/_history/(?P<version_id>[^/]+)/?$", audit_api.entry_version
     ),
     re_path(r"^fhir/AuditEvent/(?P<fhir_id>[0-9]+)/.+$", audit_api.unsupported),
+    # FHIR GraphQL (resources/graphql/): system and instance level.
+    re_path(r"^fhir/\$graphql/?$", graphql_views.system),
+    re_path(
+        r"^fhir/(?P<resource_type>[A-Z][A-Za-z]+)/(?P<fhir_id>[^/]+)/\$graphql/?$", graphql_views.instance
+    ),
     path("fhir/", include("resources.api.urls")),
     path("oauth/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     # Where the authorization endpoint sends end users to sign in (LOGIN_URL); staff or not.

@@ -1,6 +1,7 @@
 """The interaction layer: the one door every transport goes through.
 
-One function per FHIR interaction (read.py, search.py, write.py, bundle.py, tokens.py, bind.py), each
+One function per FHIR interaction (read.py, search.py, write.py, bundle.py, tokens.py, bind.py,
+graphql.py), each
 declaring its operation with `@interaction` (door.py), taking the caller's `AccessContext` and plain
 arguments, and owning the transaction, the access decision (through the services and selectors,
 which ask the rule chain), the shaping of what it returns (property filters; a write answers like a

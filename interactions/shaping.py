@@ -16,12 +16,15 @@ from resources.outcomes import FhirError
 from resources.services import Stored
 
 
-def as_read(ctx: AccessContext, stored: Stored) -> Stored | None:
-    """`stored` shaped as the caller's read of it, or None when that read would be refused."""
+def as_read(ctx: AccessContext, stored: Stored, operation: str = "read") -> Stored | None:
+    """`stored` shaped as the caller's read of it (`operation`: `read`, or `graphql-read` for a
+    GraphQL mutation's answer), or None when that read would be refused."""
     if ctx.role == SYSTEM or stored.deleted:
         return stored
     try:
-        rule = rules.decide(ctx, "read", stored.resource_type, stored.pk, lambda: fhirjson.loads(stored.body))
+        rule = rules.decide(
+            ctx, operation, stored.resource_type, stored.pk, lambda: fhirjson.loads(stored.body)
+        )
     except FhirError:  # the caller may not read the type at all
         return None
     if rule is None:

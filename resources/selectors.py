@@ -57,6 +57,11 @@ def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, opera
         # Read and decide in one statement: the caller's rules are conditions on this row.
         found, rule = rules.fetch_decided(ctx, operation, resource_type, fhir_id, _READ_FIELDS)
         row = None if found is None else tuple(found[f] for f in _READ_FIELDS)
+    return _read_answer(ctx, resource_type, fhir_id, row, rule, whole_type)
+
+
+def _read_answer(ctx: AccessContext, resource_type: str, fhir_id: str, row, rule, whole_type: bool) -> Stored:
+    """A read's answer for its row (None: no such resource) and the rule that authorised it."""
     if row is None:
         raise _unknown(resource_type, fhir_id)
     pk, version, last_updated, deleted, body = row
@@ -73,6 +78,48 @@ def resource_read(ctx: AccessContext, *, resource_type: str, fhir_id: str, opera
     return _returned(
         ctx, Stored(resource_type, fhir_id, version, aware(last_updated), rules.shape(rule, body), pk=pk)
     )
+
+
+def resource_read_many(
+    ctx: AccessContext, *, resource_type: str, fhir_ids: list[str], operation: str = "read"
+) -> dict[str, Stored | FhirError]:
+    """`resource_read` of several resources of one type: each answer (a Stored, or the FhirError
+    its read raises) exactly as its own read. A caller whose rules allow the whole type gets them in
+    one statement; one whose rules decide each resource, one read each (each decided on its row)."""
+    check_type(resource_type)
+    try:
+        matching = authorize(ctx, operation, resource_type)
+    except FhirError as refusal:
+        return {fhir_id: refusal for fhir_id in fhir_ids}
+    out: dict[str, Stored | FhirError] = {}
+    if matching and not matching[0].unconditional:
+        for fhir_id in fhir_ids:
+            try:
+                out[fhir_id] = resource_read(
+                    ctx, resource_type=resource_type, fhir_id=fhir_id, operation=operation
+                )
+            except FhirError as refusal:
+                out[fhir_id] = refusal
+        return out
+    valid = [fhir_id for fhir_id in dict.fromkeys(fhir_ids) if fhirjson.is_valid_id(fhir_id)]
+    rows: dict[str, tuple] = {}
+    if valid:
+        sql = (
+            f"SELECT fhir_id, id, version, last_updated, deleted, body FROM {Resource._meta.db_table} "
+            f"WHERE resource_type = %s AND fhir_id IN ({', '.join(['%s'] * len(valid))})"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [resource_type, *valid])
+            rows = {found[0]: found[1:] for found in cursor.fetchall()}
+    rule = matching[0] if matching else None
+    if rule is not None:
+        rules.note_rule(ctx, rule.name, rule.property_filters)
+    for fhir_id in fhir_ids:
+        try:
+            out[fhir_id] = _read_answer(ctx, resource_type, fhir_id, rows.get(fhir_id), rule, True)
+        except FhirError as refusal:
+            out[fhir_id] = refusal
+    return out
 
 
 def resource_vread(ctx: AccessContext, *, resource_type: str, fhir_id: str, version: str) -> Stored:

@@ -176,6 +176,11 @@ FHIR_MAX_BUNDLE_ENTRIES = _int_setting("FHIR_MAX_BUNDLE_ENTRIES", 10000)
 # _include:iterate levels followed, and resources added by includes to one page, at most.
 FHIR_MAX_INCLUDE_DEPTH = _int_setting("FHIR_MAX_INCLUDE_DEPTH", 4)
 FHIR_MAX_INCLUDED = _int_setting("FHIR_MAX_INCLUDED", 5000)
+# What one GraphQL request may ask for (resources/graphql/limits.py): nesting depth, field
+# selections (fragments expanded), and an estimate of the resources it reads.
+FHIR_GRAPHQL_MAX_DEPTH = _int_setting("FHIR_GRAPHQL_MAX_DEPTH", 15)
+FHIR_GRAPHQL_MAX_FIELDS = _int_setting("FHIR_GRAPHQL_MAX_FIELDS", 5000)
+FHIR_GRAPHQL_MAX_COST = _int_setting("FHIR_GRAPHQL_MAX_COST", 2000)
 # What one request may cost (resources/limits.py): database time per statement while serving a
 # request (milliseconds; 0 = unbounded), search parameters per search, and comma-separated values
 # over all of them. Beyond them the answer is an OperationOutcome `too-costly`.

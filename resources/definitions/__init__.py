@@ -15,6 +15,7 @@ from resources.definitions.loader import (
     resource_types,
     search_parameter_by_url,
     search_parameters,
+    structure_names,
     summary_elements,
     type_schema,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "resource_types",
     "search_parameter_by_url",
     "search_parameters",
+    "structure_names",
     "summary_elements",
     "type_schema",
 ]

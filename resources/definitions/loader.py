@@ -129,6 +129,13 @@ def primitive_types() -> frozenset[str]:
 
 
 @cache
+def structure_names() -> frozenset[str]:
+    """Every resource type (abstract ones included), datatype and backbone path (`Patient.contact`)
+    that `type_schema` knows, primitives aside."""
+    return frozenset(_structures()["structures"])
+
+
+@cache
 def type_schema(name: str) -> TypeSchema:
     """Schema of a resource type, datatype, primitive or backbone path (`Patient.contact`).
 

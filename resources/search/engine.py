@@ -91,6 +91,7 @@ class _Plan:
     notes: list[Issue]
     types: list[str] | None = None  # the searched types (None: every type)
     operation: str = "search"  # the rule operation the rows are narrowed for
+    read_operation: str = "read"  # the rule operation included resources are decided for
 
 
 def search(
@@ -104,6 +105,7 @@ def search(
     strict: bool = False,
     compartment: tuple[str, str] | None = None,
     base_urls: tuple[str, ...] = (),
+    operation: str = "search",
 ) -> SearchPage:
     """One page of a search.
 
@@ -111,10 +113,20 @@ def search(
     `compartment=(type, id)`, every type of that compartment (`Patient/123/*`). `cursor` is the
     `_page` value of a link this function produced; `total` is None, "none", "estimate" or "accurate".
     `base_urls`: this server's base as the client sees it, so absolute references to local
-    resources match (criteria.build_criteria).
+    resources match (criteria.build_criteria). `operation` is the rule operation the search is
+    decided for: `search`, or `graphql-search` for GraphQL lists (whose includes are then decided
+    for `graphql-read`).
     """
     limits.check_search_size(params)
-    plan = _plan(ctx, resource_type, params, strict=strict, compartment=compartment, base_urls=base_urls)
+    plan = _plan(
+        ctx,
+        resource_type,
+        params,
+        strict=strict,
+        compartment=compartment,
+        base_urls=base_urls,
+        operation=operation,
+    )
     return _execute(ctx, plan, count=count, cursor=cursor, total=total)
 
 
@@ -161,7 +173,16 @@ def _reverse_sources(directives: list[include.Directive]) -> list[str] | None:
     return None if None in sources else sources
 
 
-def _check_includes(ctx: AccessContext, types: list[str] | None, directives: list[include.Directive]) -> None:
+# The operation deciding included resources, for each listing operation.
+_READ_OPERATION = {"search": "read", "graphql-search": "graphql-read"}
+
+
+def _check_includes(
+    ctx: AccessContext,
+    types: list[str] | None,
+    directives: list[include.Directive],
+    operation: str = "search",
+) -> None:
     """Refuse (403) an include or revinclude that names a link a matching rule hides. Wildcards
     (`*`, `Type:*`) are not refused: they skip, row by row, the links hidden for that row
     (include.resolve)."""
@@ -174,8 +195,8 @@ def _check_includes(ctx: AccessContext, types: list[str] | None, directives: lis
             for param in params:
                 spec = f"{source}:{param}"
                 for searched in types or [source]:
-                    rule = rules.blocked_include(ctx, "search", searched, spec) or rules.blocked_include(
-                        ctx, "read", source, spec
+                    rule = rules.blocked_include(ctx, operation, searched, spec) or rules.blocked_include(
+                        ctx, _READ_OPERATION[operation], source, spec
                     )
                     if rule is not None:
                         raise rules.refuse_param(
@@ -211,6 +232,7 @@ def _plan(
     strict: bool,
     compartment: tuple[str, str] | None,
     base_urls: tuple[str, ...],
+    operation: str = "search",
 ) -> _Plan:
     used: list[tuple[str, str]] = []
     ignored: list[str] = []
@@ -240,13 +262,13 @@ def _plan(
 
     types = _types(resource_type, type_values, compartment)
     for searched in types or ("*",):
-        rules.authorize(ctx, "search", searched)
+        rules.authorize(ctx, operation, searched)
     build = functools.partial(
         build_criteria,
         strict=strict,
         base_urls=base_urls,
-        rows=access.reachable(ctx),
-        guard=access.guard(ctx),
+        rows=access.reachable(ctx, operation),
+        guard=access.guard(ctx, operation),
     )
     if types is None:
         condition, crit_used, crit_ignored = _common_criteria(criteria, build=build, strict=strict)
@@ -258,7 +280,7 @@ def _plan(
         condition &= compartments.narrowing(*compartment, resource_type)
         # Membership follows references: one the caller's rules hide must not place a row here.
         condition &= access.compartment_links(
-            ctx, "search", compartment, types, types, named=resource_type is not None or bool(type_values)
+            ctx, operation, compartment, types, types, named=resource_type is not None or bool(type_values)
         )
     used += crit_used
     ignored += crit_ignored
@@ -273,7 +295,7 @@ def _plan(
                         expression=("_sort",),
                     )
     keys = sort.parse_sort(sort_values, sort_types)
-    guard = access.guard(ctx)
+    guard = access.guard(ctx, operation)
     for key in keys:
         for sorted_type in types or []:
             guard(sorted_type, key.code)
@@ -286,8 +308,18 @@ def _plan(
         else:
             directives.append(directive)
             used.append((name, value))
-    _check_includes(ctx, types, directives)
-    return _Plan(condition, keys, directives, used, list(dict.fromkeys(ignored)), [], types)
+    _check_includes(ctx, types, directives, operation)
+    return _Plan(
+        condition,
+        keys,
+        directives,
+        used,
+        list(dict.fromkeys(ignored)),
+        [],
+        types,
+        operation,
+        _READ_OPERATION[operation],
+    )
 
 
 # Common parameters are the same for every type; any concrete type resolves them.
@@ -474,10 +506,10 @@ def _execute(
         fetched = [row for row in fetched if row[0] in returned]
         counted = None  # a rule's body check dropped rows: a count from SQL would include them
     if plan.directives and fetched:
-        include_attribution = rules.rule_case(ctx, "read", None)
+        include_attribution = rules.rule_case(ctx, plan.read_operation, None)
 
         def included_rows() -> QuerySet:
-            scoped = access.rows(ctx, "read")
+            scoped = access.rows(ctx, plan.read_operation)
             return (
                 scoped.annotate(access_rule=include_attribution)
                 if include_attribution is not None
@@ -498,7 +530,9 @@ def _execute(
             ],
             _FIELDS + (("access_rule",) if include_attribution is not None else ()),
             hidden_of=hidden_of if include_attribution is not None else None,
-            hidden_rows=lambda: access.hidden_link_rows(ctx, "read", _reverse_sources(plan.directives)),
+            hidden_rows=lambda: access.hidden_link_rows(
+                ctx, plan.read_operation, _reverse_sources(plan.directives)
+            ),
             kept=(lambda row: _passes(ctx, row)) if include_attribution is not None else None,
         )
         included = _shaped(ctx, found, include_attribution is not None)
