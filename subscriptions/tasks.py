@@ -12,6 +12,9 @@ idempotent: a delivery is claimed before it is attempted, and carries the same k
 
 from __future__ import annotations
 
+import threading
+import time
+
 from celery import shared_task
 from django.db import close_old_connections
 
@@ -50,6 +53,20 @@ def sweep() -> None:
     deliveries.purge()
 
 
+# A commit's wake-up queues a dispatch a moment later, and the commits of that moment share it: a
+# dispatch matches every pending event, so one per process per moment is enough (one per commit
+# cost the web processes a broker message each, and the worker a task each).
+_GATHER = 0.05
+_queued_until = 0.0
+_queued_lock = threading.Lock()
+
+
 def wake() -> None:
+    global _queued_until
+    now = time.monotonic()
+    with _queued_lock:
+        if now < _queued_until:
+            return  # a dispatch queued by this process runs after this commit, and will see it
+        _queued_until = now + _GATHER
     # No retries while a write's request waits: if the broker is away, the sweep finds the events.
-    dispatch.apply_async(retry=False)
+    dispatch.apply_async(countdown=_GATHER, retry=False)
