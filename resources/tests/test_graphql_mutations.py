@@ -137,3 +137,27 @@ rules:
         assert "errors" not in body and body["data"]["ObservationCreate"] is None  # written, not readable
     finally:
         rules.forget_rules()
+
+
+def test_a_mutation_notifies_subscriptions_like_any_write(fhir):
+    """A GraphQL write fills the outbox in its transaction, so a rest-hook hears of it as of REST's."""
+    from subscriptions import worker
+    from subscriptions.tests import receivers
+
+    with receivers.HttpReceiver() as hook:
+        subscription = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "graphql writes",
+            "criteria": "Observation?code:text=weight",
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": f"{hook.url}/hook",
+                "payload": "application/fhir+json",
+            },
+        }
+        assert fhir.post("Subscription", subscription).status_code == 201
+        _, body = post(fhir.client, CREATE, {"res": _observation()})
+        created = body["data"]["ObservationCreate"]["id"]
+        worker.drain()
+        assert [(r.method, r.path) for r in hook.requests] == [("PUT", f"/hook/Observation/{created}")]
