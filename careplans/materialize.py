@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from authz.context import AccessContext
-from resources import fhirjson
+from resources import fhirdates, fhirjson
 from resources.models import Resource, ResourceVersion
 from resources.search.conditional import criteria_filter
 from resources.services import Stored, checked_body, insert_many, resource_update
@@ -142,7 +142,7 @@ def warnings_of(plan: dict, plan_id: str, *, now: datetime) -> list[str]:
         return []
     found = _activities(plan)
     warnings = list(found.warnings)
-    anchor = _parse((plan.get("period") or {}).get("start")) or now
+    anchor = fhirdates.start_of((plan.get("period") or {}).get("start")) or now
     for activity in found.activities:
         for one in activity.timings:
             _, notes = _schedule(plan, one, start=now, end=now + horizon(), anchor=anchor)
@@ -186,27 +186,17 @@ def _task(
 
 
 def _period_span(period: dict, start: datetime, end: datetime, plan_id: str, key: str, run: Run):
-    begins = _parse(period.get("start"))
+    begins = fhirdates.start_of(period.get("start"))
     if begins is None:
         run.warnings.append(f"CarePlan/{plan_id} activity {key}: scheduledPeriod without a start: no Task")
         return []
     if not start <= begins < end:
         return []
-    return [(begins, _parse(period.get("end")))]
-
-
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return [(begins, fhirdates.start_of(period.get("end")))]
 
 
 def _anchor(plan: dict, row: Resource) -> datetime:
-    started = _parse((plan.get("period") or {}).get("start"))
+    started = fhirdates.start_of((plan.get("period") or {}).get("start"))
     if started is not None:
         return started
     first = (
@@ -313,7 +303,7 @@ def plan(ctx: AccessContext, careplan_pk: int, *, now: datetime, run: Run) -> No
     held = not row.deleted and body.get("status") == "on-hold"
     for task_row in open_tasks(ctx, row.fhir_id):
         task = fhirjson.loads(task_row.body)
-        begins = _parse(((task.get("restriction") or {}).get("period") or {}).get("start"))
+        begins = fhirdates.start_of(((task.get("restriction") or {}).get("period") or {}).get("start"))
         if begins is None or begins < now:
             continue  # its window has begun: the past is not rewritten
         if task_row.fhir_id in wanted:
@@ -416,7 +406,7 @@ def advance(ctx: AccessContext, *, now: datetime, run: Run) -> None:
     for row in _due(ctx, now):
         task = fhirjson.loads(row.body)
         period = (task.get("restriction") or {}).get("period") or {}
-        ends = _parse(period.get("end"))
+        ends = fhirdates.start_of(period.get("end"))
         if ends is not None and ends <= now:
             if overdue:
                 _set_status(ctx, row, task, overdue, "Not done within its window", run)

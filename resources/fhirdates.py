@@ -24,6 +24,17 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
 
+def start_of(value: object) -> datetime | None:
+    """The first instant a date/dateTime/instant value covers (aware, UTC for zone-less values), or
+    None when it is no such value."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_range(value)[0]
+    except ValueError:
+        return None
+
+
 def parse_range(value: str) -> tuple[datetime, datetime]:
     """(low, high) inclusive bounds of the instant range a date/dateTime/instant value covers.
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import parse_qsl
 
 from django.utils import timezone
 
 from authz import rules
 from authz.context import AccessContext
-from resources import definitions
+from resources import definitions, fhirdates
 from resources.outcomes import FhirError, bad_request, error
 from resources.search import access
 from resources.search.criteria import build_criteria
@@ -171,14 +171,9 @@ def parse(ctx: AccessContext, body: dict, kept: Kept | None) -> Parsed:
 
 
 def _instant(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise bad_request(
-            f"Subscription.end '{value}' is not an instant", expression=("Subscription.end",)
-        ) from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+    parsed = fhirdates.start_of(value)
+    if parsed is None:
+        raise bad_request(f"Subscription.end '{value}' is not an instant", expression=("Subscription.end",))
     return parsed
 
 

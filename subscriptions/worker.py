@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 from authz.context import AccessContext, Origin
 from interactions import notify, read, write
@@ -101,8 +102,6 @@ def deliver(pk: int) -> float | None:
 
 
 def deliveries_ended(state: SubscriptionState) -> bool:
-    from django.utils import timezone
-
     return state.end is not None and state.end <= timezone.now()
 
 

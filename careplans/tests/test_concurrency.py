@@ -26,21 +26,23 @@ SYSTEM = AccessContext.system("careplan tests")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_runs_never_duplicate_an_occurrence():
+def _twelve_plans() -> None:
     insert_many([("Patient", "p1", checked_body("Patient", {"resourceType": "Patient"}), "POST")])
     # Enough plans that a run writes its Tasks in one large batch (COPY on PostgreSQL).
-    insert_many(
-        [
-            (
-                "CarePlan",
-                f"plan-{n}",
-                checked_body("CarePlan", careplan(times=("08:00:00", "20:00:00"))),
-                "POST",
-            )
-            for n in range(12)
-        ]
-    )
+    body = checked_body("CarePlan", careplan(times=("08:00:00", "20:00:00")))
+    insert_many([("CarePlan", f"plan-{n}", body, "POST") for n in range(12)])
+
+
+def _each_occurrence_once() -> None:
+    tasks = Resource.objects.system("careplan tests").filter(resource_type="Task")
+    ids = list(tasks.values_list("fhir_id", flat=True))
+    assert len(ids) == len(set(ids))
+    assert 12 * 26 <= len(ids) <= 12 * 30  # twice a day for 14 days, each once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_never_duplicate_an_occurrence():
+    _twelve_plans()
     from django.utils import timezone
 
     planner.adopt(now=timezone.now())
@@ -63,27 +65,13 @@ def test_concurrent_runs_never_duplicate_an_occurrence():
     for thread in threads:
         thread.join()
     assert errors == []
-    tasks = Resource.objects.system("careplan tests").filter(resource_type="Task")
-    ids = list(tasks.values_list("fhir_id", flat=True))
-    assert len(ids) == len(set(ids))
-    assert 12 * 26 <= len(ids) <= 12 * 30  # twice a day for 14 days, each once
+    _each_occurrence_once()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_processes_materialising_at_once_make_each_occurrence_once():
     """Two `materialize_careplans` processes on the same database at the same moment."""
-    insert_many([("Patient", "p1", checked_body("Patient", {"resourceType": "Patient"}), "POST")])
-    insert_many(
-        [
-            (
-                "CarePlan",
-                f"plan-{n}",
-                checked_body("CarePlan", careplan(times=("08:00:00", "20:00:00"))),
-                "POST",
-            )
-            for n in range(12)
-        ]
-    )
+    _twelve_plans()
     settings = connection.settings_dict
     if connection.vendor == "postgresql":
         url = f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
@@ -102,7 +90,4 @@ def test_two_processes_materialising_at_once_make_each_occurrence_once():
     ]  # fmt: skip
     outputs = [run.communicate(timeout=300) for run in runs]
     assert all(run.returncode == 0 for run in runs), outputs
-    tasks = Resource.objects.system("careplan tests").filter(resource_type="Task")
-    ids = list(tasks.values_list("fhir_id", flat=True))
-    assert len(ids) == len(set(ids))
-    assert 12 * 26 <= len(ids) <= 12 * 30
+    _each_occurrence_once()
